@@ -1,0 +1,59 @@
+"""nbllm: move Jupyter work off OpenAI to ERNIE, HunYuan, Qwen, DeepSeek, GLM, Kimi and local models.
+
+``import nbllm`` and ``%load_ext nbllm`` stay cheap: httpx, libcst and ipywidgets are imported
+only when a call needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from nbllm.chat import Message, Reply
+
+__all__ = ["__version__", "chat", "stream", "set_key", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def chat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
+         system: str | None = None, **params: Any) -> Reply:
+    """Ask once and get a ``Reply`` (text, reasoning, usage, latency); no history is kept.
+
+    ``provider`` is ``"id"`` or ``"id:model"``; ``params`` are options such as temperature,
+    max_tokens, top_p or timeout.
+    """
+    from nbllm.session import default_session
+
+    return default_session().chat(prompt_or_messages, provider, model, system, **params)
+
+
+def stream(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
+           system: str | None = None, **params: Any) -> Iterator[str]:
+    """Yield the answer's text as it arrives."""
+    from nbllm.session import default_session
+
+    for delta in default_session().stream(prompt_or_messages, provider, model, system, **params):
+        if delta.text:
+            yield delta.text
+
+
+def set_key(provider: str, key: str) -> None:
+    """Use this key for a provider in this Python session only; it is never written anywhere."""
+    from nbllm.keys import set_key as _set_key
+
+    _set_key(provider, key)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbllm``: register the ``llm`` line and cell magic."""
+    from nbllm.magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from nbllm.magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

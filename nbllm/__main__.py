@@ -1,0 +1,3 @@
+from nbllm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Provider rows after overrides: built-in < config file < environment < explicit argument.
+
+The config file is ``$NBLLM_CONFIG`` or ``config.toml`` in the platform's user config dir.
+It may change any field of a built-in row and add new OpenAI-compatible providers; other
+packages add providers through the ``nbllm.providers`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from nbllm.errors import ConfigError, UnknownProviderError
+from nbllm.providers.catalog import BUILTIN, ProviderSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+_SPEC_FIELDS = {f.name for f in fields(ProviderSpec)}
+_TUPLE_FIELDS = {"key_env", "secret_env", "models"}
+
+
+def config_path() -> Path:
+    """Where the config file is read from (it need not exist)."""
+    explicit = os.environ.get("NBLLM_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("nbllm", appauthor=False)) / "config.toml"
+
+
+def load_config(path: Path | None = None) -> dict[str, Any]:
+    """Read the config file; a missing file is an empty config, a broken one a clear error."""
+    path = path or config_path()
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"The nbllm config file {path} could not be read ({exc}). Fix or remove it, or point "
+            "NBLLM_CONFIG at another file."
+        ) from exc
+
+
+def env_name(provider_id: str) -> str:
+    """The upper-case form used in NBLLM_<ID>_BASE_URL."""
+    return provider_id.upper().replace("-", "_").replace(".", "_")
+
+
+def _apply_table(base: ProviderSpec | None, pid: str, table: dict[str, Any], origin: str) -> ProviderSpec:
+    unknown = set(table) - _SPEC_FIELDS
+    if unknown:
+        raise ConfigError(
+            f"[providers.{pid}] in {origin} has unknown field(s) {', '.join(sorted(unknown))}; "
+            f"known fields are {', '.join(sorted(_SPEC_FIELDS - {'id'}))}."
+        )
+    values = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in table.items()}
+    if isinstance(values.get("key_env"), str):
+        values["key_env"] = (values["key_env"],)
+    if base is not None:
+        return base.with_changes(**values)
+    if "base_url" not in values:
+        raise ConfigError(f"[providers.{pid}] in {origin} is a new provider and needs a base_url.")
+    values.setdefault("dialect", "openai")
+    values.setdefault("label", pid)
+    values.setdefault("key_required", bool(values.get("key_env")))
+    models = values.get("models", ())
+    values.setdefault("default_model", models[0] if models else "")
+    return ProviderSpec(id=pid, **values)
+
+
+def _plugin_specs() -> list[ProviderSpec]:
+    """Rows from installed plugins: each entry point gives a ProviderSpec or a list of them."""
+    from importlib.metadata import entry_points
+
+    specs: list[ProviderSpec] = []
+    for ep in entry_points(group="nbllm.providers"):
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # a broken plugin must not break nbllm
+            raise ConfigError(f"The nbllm plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+        loaded = loaded() if callable(loaded) and not isinstance(loaded, ProviderSpec) else loaded
+        specs.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
+    return specs
+
+
+def load_specs(config: dict[str, Any] | None = None) -> dict[str, ProviderSpec]:
+    """All providers by id, with config-file and environment overrides applied."""
+    config = load_config() if config is None else config
+    specs = {spec.id: spec for spec in BUILTIN}
+    for spec in _plugin_specs():
+        specs.setdefault(spec.id, spec)
+    for pid, table in (config.get("providers") or {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"providers.{pid} in the nbllm config file must be a table.")
+        specs[pid] = _apply_table(specs.get(pid), pid, table, str(config_path()))
+    for pid, spec in specs.items():
+        url = os.environ.get(f"NBLLM_{env_name(pid)}_BASE_URL")
+        if not url and spec.base_url_env and pid not in (config.get("providers") or {}):
+            url = os.environ.get(spec.base_url_env)
+        if url:
+            specs[pid] = spec.with_changes(base_url=url)
+    return specs
+
+
+def get_spec(provider_id: str, specs: dict[str, ProviderSpec] | None = None) -> ProviderSpec:
+    """The spec for an id, or an error that suggests the closest known ids."""
+    specs = load_specs() if specs is None else specs
+    try:
+        return specs[provider_id]
+    except KeyError:
+        pass
+    close = difflib.get_close_matches(provider_id.lower(), list(specs), n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownProviderError(
+        f"Unknown provider {provider_id!r}.{hint} Known providers: {', '.join(sorted(specs))}. "
+        "Add your own OpenAI-compatible endpoint under [providers.<id>] in the nbllm config file."
+    )
+
+
+def split_target(target: str, specs: dict[str, ProviderSpec] | None = None) -> tuple[str, str | None]:
+    """Split ``id``, ``id:model`` or ``id/model`` (model names may hold ':' and '/')."""
+    target = target.strip()
+    cut = min((i for i in (target.find(":"), target.find("/")) if i > 0), default=-1)
+    if cut < 0:
+        return target, None
+    head, model = target[:cut], target[cut + 1 :]
+    specs = load_specs() if specs is None else specs
+    if head not in specs and target in specs:
+        return target, None
+    return head, model or None
+
+
+def default_target(config: dict[str, Any] | None = None) -> str:
+    """The provider (and model) used when none is named."""
+    env = os.environ.get("NBLLM_DEFAULT")
+    if env:
+        return env
+    config = load_config() if config is None else config
+    return str(config.get("default") or "ernie")

@@ -1,0 +1,163 @@
+"""The one place where provider answers and transport failures become ``NbllmError``s."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any
+
+from nbllm.errors import (
+    AuthError,
+    BadRequestError,
+    ConnectError,
+    ContentFilterError,
+    ProtocolError,
+    ProviderError,
+    QuotaError,
+    RateLimitError,
+    RequestTimeout,
+    ServerError,
+)
+from nbllm.providers.catalog import ProviderSpec
+
+# Provider codes (and error types) that mean "blocked by content safety" or "out of money",
+# whatever HTTP status they arrive with (PROVIDERS.md sections 1, 2, 8).
+CONTENT_FILTER_CODES = {"content_filter", "1301", "data_inspection_failed", "sensitive", "336003_safety"}
+QUOTA_CODES = {"insufficient_quota", "1113", "arrearage", "insufficient_balance", "17", "19"}
+RATE_LIMIT_CODES = {"rate_limit_exceeded", "rpm_rate_limit_exceeded", "tpm_rate_limit_exceeded",
+                    "1302", "1303", "18", "336501", "336502"}
+AUTH_CODES = {"invalid_api_key", "invalid_authentication_error", "incorrect_api_key_error",
+              "1000", "1001", "1002", "1003", "1004", "110", "111", "14", "13"}
+
+_ADVICE = {
+    AuthError: "Check the key ({env}); keys are read from the environment or %llm key {id}.",
+    QuotaError: "Top up the account or check its quota in the provider's console.",
+    RateLimitError: "Wait a moment and try again, or lower the request rate.",
+    ContentFilterError: "The provider's content-safety filter blocked it; rephrase the prompt.",
+    BadRequestError: "Check the model name and parameters (nbllm models {id} lists models).",
+    ServerError: "The provider failed on its side; try again later.",
+    ProtocolError: "Check that the base URL ({url}) points at a {label} endpoint.",
+}
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(float(ms) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def extract_error(body: Any) -> tuple[str, str | None]:
+    """The provider's own message and code from any of the error shapes providers use."""
+    if not isinstance(body, dict):
+        return (str(body)[:300] if body not in (None, "") else ""), None
+    err = body.get("error")
+    if isinstance(err, dict):
+        code = err.get("code") or err.get("type")
+        return str(err.get("message") or err.get("msg") or json.dumps(err)), _str(code)
+    if isinstance(err, str):
+        return body.get("error_description") or err, _str(body.get("error_type") or body.get("code"))
+    if "error_code" in body:  # Baidu v1
+        return str(body.get("error_msg", "")), _str(body["error_code"])
+    if "message" in body:
+        return str(body["message"]), _str(body.get("code"))
+    return json.dumps(body, ensure_ascii=False)[:300], None
+
+
+def _str(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def classify(status: int | None, code: str | None, etype: str | None = None) -> type[ProviderError]:
+    """Pick the error class from the provider's code first, then the HTTP status."""
+    tags = {t.lower() for t in (code, etype) if t}
+    if tags & CONTENT_FILTER_CODES:
+        return ContentFilterError
+    if tags & QUOTA_CODES or status == 402:
+        return QuotaError
+    if tags & RATE_LIMIT_CODES or status == 429:
+        return RateLimitError
+    if tags & AUTH_CODES or status in (401, 403):
+        return AuthError
+    if status is not None and status >= 500:
+        return ServerError
+    if status in (400, 404, 409, 413, 422):
+        return BadRequestError
+    return ProtocolError if status is None or status < 400 else ServerError
+
+
+def make_error(
+    spec: ProviderSpec,
+    status: int | None,
+    body: Any,
+    headers: Mapping[str, str] | None = None,
+) -> ProviderError:
+    """Build the one-paragraph error for a failed answer (body already decoded if JSON)."""
+    message, code = extract_error(body)
+    etype = body.get("error", {}).get("type") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
+    cls = classify(status, code, etype)
+    where = f"HTTP {status}" if status is not None else "an error"
+    quoted = f': "{message.strip()}"' if message.strip() else ""
+    code_txt = f" (code {code})" if code else ""
+    advice = _ADVICE.get(cls, "").format(
+        env=" or ".join(spec.key_env) or "no key variable", id=spec.id, url=spec.base_url, label=spec.label
+    )
+    text = f"{spec.label} ({spec.id}) answered {where}{code_txt}{quoted}. {advice}".strip()
+    if cls is RateLimitError:
+        retry_after = parse_retry_after(headers or {})
+        if retry_after is not None:
+            text += f" The provider asks to wait {retry_after:.1f} s."
+        return RateLimitError(text, retry_after=retry_after, provider=spec.id, status=status, code=code)
+    return cls(text, provider=spec.id, status=status, code=code)
+
+
+def decode_body(raw: bytes) -> Any:
+    """JSON if the body is JSON, else the text itself (HTML error pages, plain text)."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip()
+
+
+@contextmanager
+def transport_errors(spec: ProviderSpec) -> Iterator[None]:
+    """Translate httpx's transport failures into the nbllm tree."""
+    import httpx
+
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise RequestTimeout(
+            f"{spec.label} ({spec.id}) did not answer in time ({type(exc).__name__}) at {spec.base_url}. "
+            "Try again, raise the timeout (--timeout or timeout=), or check the network and proxy settings.",
+            provider=spec.id,
+        ) from exc
+    except (httpx.ConnectError, httpx.ProxyError) as exc:
+        raise ConnectError(
+            f"Could not connect to {spec.label} ({spec.id}) at {spec.base_url}: {exc}. Check the network, "
+            f"HTTPS_PROXY/NO_PROXY, or set NBLLM_{spec.id.upper().replace('-', '_')}_BASE_URL to a reachable endpoint.",
+            provider=spec.id,
+        ) from exc
+    except httpx.TransportError as exc:
+        raise ProtocolError(
+            f"The connection to {spec.label} ({spec.id}) failed: {type(exc).__name__}: {exc}. Try again.",
+            provider=spec.id,
+        ) from exc
