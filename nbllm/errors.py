@@ -4,7 +4,8 @@
     ├── ConfigError
     │   ├── MissingKeyError
     │   ├── UnknownProviderError
-    │   └── UnknownModelError
+    │   ├── UnknownModelError
+    │   └── ContextError            (a prompt names notebook context that does not exist)
     ├── ProviderError
     │   ├── AuthError
     │   ├── QuotaError
@@ -56,6 +57,10 @@ class UnknownProviderError(ConfigError):
 
 class UnknownModelError(ConfigError):
     """A model the provider does not serve."""
+
+
+class ContextError(ConfigError):
+    """A prompt refers to a variable, cell or error the notebook does not have."""
 
 
 class ProviderError(NbllmError):
