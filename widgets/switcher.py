@@ -264,6 +264,11 @@ class ProviderSwitcher(w.VBox):
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
+    @property
+    def busy(self) -> bool:
+        """True while a model listing or a Test request is still running."""
+        return any(thread.is_alive() for thread in self._threads)
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until background work (model listing, Test) is done; for scripts and tests."""
         for thread in list(self._threads):
