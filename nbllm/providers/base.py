@@ -19,6 +19,7 @@ from nbllm.chat import ChatRequest, Delta, Reply, Usage
 from nbllm.errors import RETRYABLE, ProviderError, RateLimitError, StreamInterrupted
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.providers.errormap import decode_body, make_error, transport_errors
+from nbllm.secrets import register_secret
 
 if TYPE_CHECKING:
     import httpx
@@ -61,6 +62,7 @@ class Provider(ABC):
     ) -> None:
         self.spec = spec
         self._key = key
+        register_secret(key)  # a key handed in directly is redacted like one read from the env
         self.timeout = timeout or DEFAULT_TIMEOUT
         self.max_retries = max_retries
         self._transport = transport
