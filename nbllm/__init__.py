@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Load the submodule nbllm.chat (small: dataclasses only) before the function chat() below is
+# defined: a submodule loaded later would replace the function on the package attribute.
+from nbllm import chat as _chat_values  # noqa: E402, F401, I001
+
 if TYPE_CHECKING:
     from nbllm.chat import Message, Reply
 

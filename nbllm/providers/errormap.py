@@ -31,6 +31,11 @@ RATE_LIMIT_CODES = {"rate_limit_exceeded", "rpm_rate_limit_exceeded", "tpm_rate_
                     "1302", "1303", "18", "336501", "336502"}
 AUTH_CODES = {"invalid_api_key", "invalid_authentication_error", "incorrect_api_key_error",
               "1000", "1001", "1002", "1003", "1004", "110", "111", "14", "13"}
+# Baidu v1 codes that arrive with HTTP 200 (so they count only without an error status):
+# no permission / app missing, a bad request, a failure on the service's side.
+V1_AUTH_CODES = {"6", "15", "336004"}
+BAD_REQUEST_CODES = {"3", "100", "336001", "336002", "336003", "336005", "336101", "336104", "336105"}
+SERVER_CODES = {"1", "2", "4", "336000", "336100"}
 
 _ADVICE = {
     AuthError: "Check the key ({env}); keys are read from the environment or %llm key {id}.",
@@ -96,6 +101,12 @@ def classify(status: int | None, code: str | None, etype: str | None = None) -> 
         return RateLimitError
     if tags & AUTH_CODES or status in (401, 403):
         return AuthError
+    if status is None and tags & V1_AUTH_CODES:
+        return AuthError
+    if status is None and tags & SERVER_CODES:
+        return ServerError
+    if status is None and tags & BAD_REQUEST_CODES:
+        return BadRequestError
     if status is not None and status >= 500:
         return ServerError
     if status in (400, 404, 409, 413, 422):
