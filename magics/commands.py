@@ -1,0 +1,225 @@
+"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.utils.process import arg_split
+from traitlets import TraitError
+
+from nbllm.errors import ConvertError, MissingKeyError, NbllmError
+
+from .ask import ERROR_PROMPT, parse_pair
+
+if TYPE_CHECKING:
+    from .llm import LLMMagics
+
+Handler = Callable[["LLMMagics", argparse.Namespace], None]
+MAGIC_TRAITS = ("stream", "format", "max_history", "default_provider")
+CHECK_PROMPT = "Reply with the single word OK."
+
+
+def build_parser() -> MagicArgumentParser:
+    parser = MagicArgumentParser(prog="%llm", description="Line commands of the llm magic.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("providers", aliases=["list"], help="providers, whether a key is set, default models")
+    sub.add_parser("models", help="models of a provider").add_argument("provider", nargs="?")
+    sub.add_parser("use", help="switch provider (and model) for the following cells").add_argument("target")
+    sub.add_parser("set", help="session defaults, e.g. temperature=0.2 (empty value removes)").add_argument(
+        "pairs", nargs="+", metavar="KEY=VALUE")
+    sub.add_parser("key", help="enter a key for this session (hidden, never saved)").add_argument("provider")
+    sub.add_parser("history", help="the conversation sent with the next cell")
+    sub.add_parser("reset", help="forget the conversation")
+    sub.add_parser("check", help="a tiny request per provider, with latency").add_argument("providers", nargs="*")
+    sub.add_parser("switcher", help="show the provider switcher widget")
+    sub.add_parser("error", aliases=["fix"], help="ask the model to explain the last error").add_argument(
+        "target", nargs="?")
+    sub.add_parser("convert", help="rewrite OpenAI calls in notebooks: convert PATH --to ID ...").add_argument(
+        "argv", nargs=argparse.REMAINDER)
+    sub.add_parser("help", help="this help")
+    return parser
+
+
+def run_line(magics: LLMMagics, line: str) -> None:
+    words = arg_split(line, strict=True)
+    if words and words[0] == "convert":  # its options belong to the converter's own parser
+        return convert(words[1:])
+    args = build_parser().parse_args(words)
+    handler = HANDLERS.get(args.command or "", show_status)
+    handler(magics, args)
+    return None
+
+
+def show_status(magics: LLMMagics, args: argparse.Namespace) -> None:
+    from nbllm.keys import is_configured
+
+    session = magics.session()
+    spec = session.spec()
+    options = ", ".join(f"{k}={v}" for k, v in session.params.items()) or "none"
+    print(f"provider: {spec.id} ({spec.label}), key {'set' if is_configured(spec) else 'missing'}")
+    print(f"model:    {session.model or spec.default_model + ' (default)'}")
+    print(f"options:  {options}")
+    print(f"history:  {len(session.history)} messages kept, up to {session.max_history} sent")
+    print(f"display:  stream={'on' if magics.stream else 'off'}, format={magics.format}")
+
+
+def show_help(magics: LLMMagics, args: argparse.Namespace) -> None:
+    print(build_parser().format_help().replace("::\n\n  %", ""))
+    print("Ask with a cell:  %%llm [TARGET] [options]  then the prompt; %%llm? lists the options.")
+
+
+def plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
+    return "\n".join(lines)
+
+
+def show_providers(magics: LLMMagics, args: argparse.Namespace) -> None:
+    from nbllm.config import load_specs
+    from nbllm.keys import is_configured
+
+    current = magics.session().provider
+    rows = []
+    for spec in load_specs().values():
+        key = "not needed" if not spec.key_required else ("set" if is_configured(spec) else "missing")
+        rows.append(["*" if spec.id == current else "", spec.id, spec.label, key, spec.default_model])
+    print(plain_table(["", "id", "provider", "key", "default model"], rows))
+
+
+def show_models(magics: LLMMagics, args: argparse.Namespace) -> None:
+    session = magics.session()
+    spec = session.spec(args.provider)
+    try:
+        provider, _ = session.resolve(spec.id)
+        models = provider.models()
+        source = ""
+    except MissingKeyError:
+        models, source = list(spec.models), " (from nbllm's catalogue: no key set to ask the provider)"
+    print(f"{spec.label} ({spec.id}) models{source}:")
+    for name in models:
+        print(f"{'*' if name == spec.default_model else ' '} {name}")
+
+
+def use(magics: LLMMagics, args: argparse.Namespace) -> None:
+    session = magics.session()
+    session.use(args.target)
+    print(f"Using {session.target} for the following cells.")
+
+
+def set_options(magics: LLMMagics, args: argparse.Namespace) -> None:
+    session = magics.session()
+    pairs = [parse_pair(item) for item in args.pairs]
+    params = dict(session.params)
+    for key, value in pairs:
+        if key in MAGIC_TRAITS:
+            _set_trait(magics, key, value)
+        elif value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    session.params = params
+    options = ", ".join(f"{k}={v}" for k, v in params.items()) or "none"
+    print(f"Options sent with every call: {options}")
+
+
+def _set_trait(magics: LLMMagics, key: str, value: Any) -> None:
+    try:
+        setattr(magics, key, value if value is not None else magics.trait_defaults(key))
+    except TraitError as exc:
+        raise UsageError(f"Bad value for {key}: {value!r} ({type(exc).__name__}).") from None
+
+
+def enter_key(magics: LLMMagics, args: argparse.Namespace) -> None:
+    import getpass
+
+    from nbllm.config import get_spec
+    from nbllm.keys import set_key
+
+    spec = get_spec(args.provider)
+    key = getpass.getpass(f"API key for {spec.label} ({spec.id}), kept for this session only: ")
+    if not key.strip():
+        print(f"No key entered; {spec.id} is unchanged.")
+        return
+    set_key(spec.id, key)
+    print(f"Key for {spec.id} set for this session; it is not saved anywhere.")
+
+
+def show_history(magics: LLMMagics, args: argparse.Namespace) -> None:
+    from nbllm.context import cut
+
+    session = magics.session()
+    if not session.history:
+        print("No conversation yet; the next cell starts one.")
+        return
+    for message in session.history:
+        print(f"[{message['role']}] {cut(message['content'], 500)}\n")
+
+
+def reset(magics: LLMMagics, args: argparse.Namespace) -> None:
+    magics.session().reset()
+    print("Conversation forgotten; the next cell starts a new one.")
+
+
+def check(magics: LLMMagics, args: argparse.Namespace) -> None:
+    """A tiny real request per provider: configured ones, or those named."""
+    from nbllm.config import load_specs
+    from nbllm.keys import is_configured
+
+    session = magics.session()
+    ids = args.providers or [s.id for s in load_specs().values() if s.key_required and is_configured(s)]
+    if not ids:
+        print("No provider has a key yet: set one (see %llm providers) or name one, e.g. %llm check ollama.")
+        return
+    rows = [_check_one(session, pid) for pid in ids]
+    print(plain_table(["provider", "model", "latency", "result"], rows))
+
+
+def _check_one(session: Any, target: str) -> list[str]:
+    start = time.perf_counter()
+    model = ""
+    try:
+        provider, model = session.resolve(target)
+        request = session.request([{"role": "user", "content": CHECK_PROMPT}], model, {"max_tokens": 8})
+        reply = provider.complete(request)
+    except NbllmError as exc:
+        return [target, model, f"{time.perf_counter() - start:.2f} s", f"{type(exc).__name__}: {exc.message}"]
+    return [target, model, f"{time.perf_counter() - start:.2f} s", f"ok: {reply.text.strip()[:40]!r}"]
+
+
+def switcher(magics: LLMMagics, args: argparse.Namespace) -> None:
+    from IPython.display import display
+    from nbllm.widgets import ProviderSwitcher
+
+    display(ProviderSwitcher(session=magics.session()))
+
+
+def explain_error(magics: LLMMagics, args: argparse.Namespace) -> None:
+    from IPython.core.magic_arguments import parse_argstring
+
+    from .ask import run_cell
+
+    cell_args = parse_argstring(magics.llm, args.target or "")
+    run_cell(magics, cell_args, ERROR_PROMPT)
+
+
+def convert(argv: list[str]) -> None:
+    from nbllm.convert.cli import run_argv
+
+    status = run_argv(argv)
+    if status != 0:
+        raise ConvertError(
+            f"nbllm convert stopped with exit status {status}; the lines above say which notebooks failed "
+            "and why. Fix those and run it again (%llm convert --help lists the options)."
+        )
+
+
+HANDLERS: dict[str, Handler] = {
+    "providers": show_providers, "list": show_providers, "models": show_models, "use": use,
+    "set": set_options, "key": enter_key, "history": show_history, "reset": reset, "check": check,
+    "switcher": switcher, "error": explain_error, "fix": explain_error, "help": show_help,
+}
