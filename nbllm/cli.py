@@ -1,0 +1,288 @@
+"""The ``nbllm`` command: the engine in a terminal.
+
+    nbllm providers                 which providers exist and which are configured
+    nbllm models ID                 the models a provider offers (live where it lists them)
+    nbllm chat [-p ID[:MODEL]] ...  stream one answer to stdout (prompt from stdin if absent)
+    nbllm check [ID...]             a tiny real request per configured provider, with latency
+    nbllm convert ...               rewrite OpenAI calls in notebooks (imports libcst only here)
+
+Failures print one paragraph on stderr and exit 1; usage mistakes exit 2; Ctrl-C exits 130.
+Everything printed goes through ``redact`` so no key can reach the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
+
+from nbllm import __version__
+from nbllm.errors import ConfigError, NbllmError
+from nbllm.secrets import redact
+
+CHECK_PROMPT = "Reply with one word: pong"
+
+
+# -- output helpers -------------------------------------------------------------------------
+def _out(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
+    stream = stream or sys.stdout
+    stream.write(redact(text) + end)
+    stream.flush()
+
+
+def _width(text: str) -> int:
+    """Terminal columns: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain, left-aligned text table with two spaces between columns."""
+    all_rows = [list(headers), *[list(r) for r in rows]]
+    widths = [max(_width(r[i]) for r in all_rows) for i in range(len(headers))]
+    lines = ["  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths, strict=True)).rstrip() for r in all_rows]
+    return "\n".join(lines)
+
+
+def _status(spec: Any) -> str:
+    """Whether a provider can be used now, and if not, which variable to set."""
+    from nbllm.keys import find_key
+
+    if find_key(spec) is not None:
+        return "ready"
+    if not spec.key_required or not (spec.key_env or spec.secret_env):
+        return "no key needed"
+    names = " + ".join([*spec.key_env[:1], *spec.secret_env[:1]])
+    return f"missing {names}"
+
+
+# -- commands -------------------------------------------------------------------------------
+def cmd_providers(args: argparse.Namespace) -> int:
+    """Table of id, name, configured or not, base URL, default model."""
+    from nbllm.config import load_specs
+
+    specs = load_specs()
+    rows = [[s.id, s.label, _status(s), s.base_url or "-", s.default_model or "-"] for s in specs.values()]
+    _out(table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """One model per line; the built-in list, with a note on stderr, when the live list fails."""
+    from nbllm.config import get_spec
+    from nbllm.keys import require_key
+    from nbllm.providers.base import provider_class
+
+    spec = get_spec(args.provider)
+    if spec.lists_models:
+        try:
+            provider = provider_class(spec.dialect)(spec, require_key(spec), timeout=args.timeout, max_retries=0)
+            try:
+                names = provider.models()
+            finally:
+                provider.close()
+        except NbllmError as exc:
+            _out(f"nbllm: the live model list failed ({exc.message}) Showing nbllm's built-in list instead.",
+                 sys.stderr)
+            names = list(spec.models)
+    else:
+        names = list(spec.models)
+    for name in names:
+        _out(name)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Stream one answer to stdout; reasoning (when asked for) goes to stderr."""
+    from nbllm.session import Session
+
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    if not prompt.strip():
+        raise _Usage("no prompt: give one as an argument or on stdin")
+    session = Session(args.provider)
+    params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "timeout": args.timeout}
+    start = time.perf_counter()
+    try:
+        text, first, usage = _print_stream(session.stream(prompt, args.provider, args.model, args.system, **params),
+                                           args.show_reasoning, start)
+    finally:
+        session.close()
+    if args.stats:
+        model = args.model or _model_of(session, args.provider)
+        tokens = f", {usage.total_tokens} tokens" if usage and usage.total_tokens else ""
+        first_txt = f"first token {first:.2f} s, " if first is not None else ""
+        _out(f"[{session.provider}:{model}] {first_txt}total {time.perf_counter() - start:.2f} s{tokens}", sys.stderr)
+    return 0
+
+
+def _print_stream(deltas: Iterator[Any], show_reasoning: bool, start: float) -> tuple[str, float | None, Any]:
+    """Write text as it arrives; end with a newline even when the stream breaks off."""
+    text: list[str] = []
+    first: float | None = None
+    usage = None
+    with contextlib.closing(deltas) if hasattr(deltas, "close") else contextlib.nullcontext():
+        try:
+            for delta in deltas:
+                if first is None and (delta.text or delta.reasoning):
+                    first = time.perf_counter() - start
+                if delta.reasoning and show_reasoning:
+                    _out(delta.reasoning, sys.stderr, end="")
+                if delta.text:
+                    text.append(delta.text)
+                    _out(delta.text, end="")
+                usage = delta.usage or usage
+        finally:
+            if text and not text[-1].endswith("\n"):
+                _out("")
+    return "".join(text), first, usage
+
+
+def _model_of(session: Any, target: str | None) -> str:
+    from nbllm.config import get_spec, split_target
+
+    pid, model = split_target(target) if target else (session.provider, session.model or None)
+    return model or get_spec(pid).default_model
+
+
+def _check_targets(ids: list[str]) -> list[Any]:
+    """Named providers, else every one with a key or a base URL the user changed."""
+    from nbllm.config import get_spec, load_specs
+    from nbllm.keys import find_key
+    from nbllm.providers.catalog import BUILTIN
+
+    specs = load_specs()
+    if ids:
+        return [get_spec(i, specs) for i in ids]
+    builtin_urls = {s.id: s.base_url for s in BUILTIN}
+    return [s for s in specs.values()
+            if (s.key_env and find_key(s) is not None) or s.base_url != builtin_urls.get(s.id)]
+
+
+def _check_one(spec: Any, timeout: float) -> list[str]:
+    from nbllm.chat import ChatRequest
+    from nbllm.keys import require_key
+    from nbllm.providers.base import collect, provider_class
+
+    model = spec.default_model
+    try:
+        provider = provider_class(spec.dialect)(spec, require_key(spec), timeout=timeout, max_retries=0)
+        request = ChatRequest(messages=[{"role": "user", "content": CHECK_PROMPT}], model=model,
+                              params={"max_tokens": 16})
+        try:
+            reply = collect(spec.id, model, provider.stream(request))
+        finally:
+            provider.close()
+    except NbllmError as exc:
+        return [spec.id, model, type(exc).__name__, "-", "-", _clip(exc.message, 70)]
+    first = f"{reply.first_token_s:.2f} s" if reply.first_token_s is not None else "-"
+    return [spec.id, model, "ok", first, f"{reply.total_s:.2f} s", _clip(reply.text.strip(), 30)]
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """A tiny real request per provider; exit 1 when any of them failed."""
+    specs = _check_targets(args.providers)
+    if not specs:
+        raise ConfigError("No provider is configured, so there is nothing to check. Set a provider's key "
+                          "(`nbllm providers` shows which variable), or name the providers to check.")
+    rows = [_check_one(spec, args.timeout) for spec in specs]
+    _out(table(["ID", "MODEL", "RESULT", "FIRST TOKEN", "TOTAL", "ANSWER / ERROR"], rows))
+    return 0 if all(r[2] == "ok" for r in rows) else 1
+
+
+# -- parser ---------------------------------------------------------------------------------
+class _Usage(Exception):
+    """A usage mistake found after parsing (exit 2, like argparse's own)."""
+
+
+def _add_convert(sub: Any, argv: Sequence[str]) -> None:
+    """Register `convert`; its options (and libcst) load only when it is the command."""
+    parser = sub.add_parser("convert", help="rewrite OpenAI calls in notebooks to another provider")
+    if _first_word(argv) == "convert":
+        from nbllm.convert.cli import configure_parser, run
+
+        configure_parser(parser)
+        parser.set_defaults(func=run)
+
+
+def _first_word(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nbllm", description="Use Chinese and open-source LLMs from Jupyter "
+                                     "and the terminal, and move notebooks off OpenAI.")
+    parser.add_argument("--version", action="version", version=f"nbllm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("providers", help="list providers and whether they are configured")
+    p.set_defaults(func=cmd_providers)
+
+    p = sub.add_parser("models", help="list the models a provider offers")
+    p.add_argument("provider", metavar="ID")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for a live list (default 20)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("chat", help="stream one answer to stdout")
+    p.add_argument("prompt", nargs="?", metavar="PROMPT", help="the prompt; read from stdin when absent")
+    p.add_argument("-p", "--provider", metavar="ID[:MODEL]", help="provider, optionally with a model")
+    p.add_argument("-m", "--model", help="model name (overrides one given with -p)")
+    p.add_argument("-s", "--system", help="system prompt")
+    p.add_argument("-t", "--temperature", type=float)
+    p.add_argument("--max-tokens", type=int, metavar="N")
+    p.add_argument("--timeout", type=float, metavar="SECONDS")
+    p.add_argument("--show-reasoning", action="store_true", help="print reasoning models' thinking to stderr")
+    p.add_argument("--stats", action="store_true", help="print provider, latency and tokens to stderr")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("check", help="send a tiny request to each configured provider and time it")
+    p.add_argument("providers", nargs="*", metavar="ID")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per provider (default 30)")
+    p.set_defaults(func=cmd_check)
+
+    _add_convert(sub, argv)
+    return parser
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        return int(func(args) or 0)
+    except _Usage as exc:
+        parser.print_usage(sys.stderr)
+        _out(f"nbllm: error: {exc}", sys.stderr)
+        return 2
+    except NbllmError as exc:
+        _out(f"nbllm: {exc.message}", sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nbllm`` script and ``python -m nbllm``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        return _run(args.func, args, parser)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except NbllmError as exc:  # e.g. a broken config file found while building the parser
+        _out(f"nbllm: {exc.message}", sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        _out("\nnbllm: interrupted", sys.stderr)
+        return 130
+    except BrokenPipeError:  # `nbllm models qwen | head`
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop the failing flush at exit
+        return 1
