@@ -46,7 +46,7 @@ def build_parser() -> MagicArgumentParser:
 
 
 def run_line(magics: LLMMagics, line: str) -> None:
-    words = arg_split(line, strict=True)
+    words = arg_split(line, posix=True)
     if words and words[0] == "convert":  # its options belong to the converter's own parser
         return convert(words[1:])
     args = build_parser().parse_args(words)
@@ -199,12 +199,9 @@ def switcher(magics: LLMMagics, args: argparse.Namespace) -> None:
 
 
 def explain_error(magics: LLMMagics, args: argparse.Namespace) -> None:
-    from IPython.core.magic_arguments import parse_argstring
-
     from .ask import run_cell
 
-    cell_args = parse_argstring(magics.llm, args.target or "")
-    run_cell(magics, cell_args, ERROR_PROMPT)
+    run_cell(magics, magics.parse(args.target or ""), ERROR_PROMPT)
 
 
 def convert(argv: list[str]) -> None:

@@ -6,7 +6,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
 from traitlets import Bool, Int, Unicode, observe
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ class LLMMagics(Magics):
             return run_line(self, line)
         from .ask import run_cell
 
-        args = parse_argstring(self.llm, line)
-        run_cell(self, args, cell)
+        run_cell(self, self.parse(line), cell)
         return None
+
+    def parse(self, line: str) -> Any:
+        """Parse the %%llm line; quotes group words as in a shell (-s "Be brief.")."""
+        return self.llm.parser.parse_args(arg_split(line, posix=True))
