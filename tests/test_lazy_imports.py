@@ -1,0 +1,44 @@
+"""`import nbllm` and the light CLI commands stay cheap: heavy libraries load only when used."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("httpx", "httpx_sse", "libcst", "ipywidgets", "nbformat", "IPython")
+
+
+def loaded_after(code: str, env: dict[str, str] | None = None) -> list[str]:
+    """Run code in a fresh interpreter and return which heavy modules it imported."""
+    probe = f"{code}\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_import_nbllm_is_light() -> None:
+    assert loaded_after("import nbllm") == []
+
+
+def test_engine_modules_are_light() -> None:
+    code = "import nbllm.config, nbllm.keys, nbllm.errors, nbllm.providers.base, nbllm.cli"
+    assert loaded_after(code) == []
+
+
+def test_providers_command_does_not_load_converter_or_widgets(tmp_path: Path) -> None:
+    env = {"NBLLM_CONFIG": str(tmp_path / "none.toml")}
+    loaded = loaded_after("import contextlib, io\nfrom nbllm.cli import main\n"
+                          "with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['providers']) == 0", env)
+    assert loaded == []
+
+
+def test_chat_function_not_shadowed_by_submodule() -> None:
+    import nbllm
+    import nbllm.chat  # noqa: F401 - the submodule of the same name
+
+    assert callable(nbllm.chat) and nbllm.chat.__module__ == "nbllm"
