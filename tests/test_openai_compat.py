@@ -237,3 +237,10 @@ def test_per_request_timeout(openai_server: FakeOpenAIServer) -> None:
     request = ChatRequest(messages=[{"role": "user", "content": "x"}], model="m", timeout=0.3)
     with pytest.raises(RequestTimeout):
         run(make(openai_server), request)
+
+
+def test_server_rejecting_stream_options_gets_plain_stream(openai_server: FakeOpenAIServer) -> None:
+    openai_server.enqueue(ErrorReply(422, {"object": "error", "message": "stream_options: extra fields not permitted"}))
+    assert text_of(run(make(openai_server))) == "echo: hi"
+    first, second = openai_server.chat_requests
+    assert "stream_options" in first.json and "stream_options" not in second.json

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from nbllm.chat import ChatRequest, Delta, Reply, Usage
-from nbllm.errors import ProtocolError, RequestTimeout, StreamInterrupted
+from nbllm.errors import BadRequestError, ProtocolError, RequestTimeout, StreamInterrupted
 from nbllm.providers.base import Provider
 from nbllm.providers.errormap import decode_body, make_error, transport_errors
 
@@ -57,7 +57,7 @@ class OpenAICompatProvider(Provider):
     # -- streaming --------------------------------------------------------------------------
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
         """Yield deltas; the response is closed however the consumer stops."""
-        response = self.open_stream("POST", "chat/completions", **self._request_kwargs(request, stream=True))
+        response = self._open(request)
         try:
             content_type = response.headers.get("content-type", "").lower()
             if "text/event-stream" in content_type:
@@ -74,6 +74,17 @@ class OpenAICompatProvider(Provider):
                 )
         finally:
             response.close()
+
+    def _open(self, request: ChatRequest) -> httpx.Response:
+        """POST the stream request; servers that reject ``stream_options`` get it once more without."""
+        kwargs = self._request_kwargs(request, stream=True)
+        try:
+            return self.open_stream("POST", "chat/completions", **kwargs)
+        except BadRequestError as exc:
+            if "stream_options" not in exc.message:
+                raise
+        del kwargs["json"]["stream_options"]
+        return self.open_stream("POST", "chat/completions", **kwargs)
 
     def _read_events(self, response: httpx.Response) -> Iterator[Delta]:
         """Turn SSE events into deltas; decide at the end whether the stream was complete."""
