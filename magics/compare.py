@@ -161,14 +161,14 @@ class Lane:
 
     def section(self) -> str:
         head = f"### {self.answer.provider}" + (f" · {self.answer.model}" if self.answer.model else "")
-        body = "".join(self.pieces)
+        parts = [head, "".join(self.pieces)]
         if self.answer.error is not None:
-            body += f"\n\n**{type(self.answer.error).__name__}**: {self.answer.error.message}"
+            parts.append(f"**{type(self.answer.error).__name__}**: {self.answer.error.message}")
         elif not self.done:
-            body += " …"
+            parts[-1] += " …"
         else:
-            body += f"\n\n<small>{footer(self.answer)}</small>"
-        return f"{head}\n\n{body}"
+            parts.append(f"<small>{footer(self.answer)}</small>")
+        return "\n\n".join(part for part in parts if part)
 
 
 def table(answers: list[Answer]) -> tuple[str, str]:
@@ -212,7 +212,8 @@ class _Board:
     def _print_finished(self) -> None:
         for i, lane in enumerate(self._lanes):
             if lane.done and i not in self._printed:
-                print(lane.section().replace("### ", "== ", 1) + "\n", flush=True)
+                text = lane.section().replace("### ", "== ", 1).replace("<small>", "").replace("</small>", "")
+                print(text + "\n", flush=True)
                 self._printed.add(i)
 
     def finish(self) -> None:
