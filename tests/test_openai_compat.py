@@ -244,3 +244,10 @@ def test_server_rejecting_stream_options_gets_plain_stream(openai_server: FakeOp
     assert text_of(run(make(openai_server))) == "echo: hi"
     first, second = openai_server.chat_requests
     assert "stream_options" in first.json and "stream_options" not in second.json
+
+
+def test_cut_after_finish_reason_is_complete(openai_server: FakeOpenAIServer) -> None:
+    openai_server.enqueue(Answer(["all ", "there"], cut_after=3))  # two pieces + finish, then the cut
+    deltas = run(make(openai_server))
+    assert text_of(deltas) == "all there" and deltas[-1].finish_reason == "stop"
+    assert all(d.usage is None for d in deltas)

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nbllm.chat import ChatRequest, Delta, Reply, Usage
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 
 # Options nbllm itself consumes; never sent to the provider.
 _LOCAL_PARAMS = {"timeout", "stream", "stream_options", "extra_body"}
+
+
+@dataclass
+class _StreamState:
+    received: list[str] = field(default_factory=list)
+    finished: bool = False
 
 
 class OpenAICompatProvider(Provider):
@@ -90,9 +97,8 @@ class OpenAICompatProvider(Provider):
         """Turn SSE events into deltas; decide at the end whether the stream was complete."""
         from httpx_sse import EventSource
 
-        received: list[str] = []
-        finished = False
-        with self._mid_stream(received):
+        state = _StreamState()
+        with self._mid_stream(state):
             for event in EventSource(response).iter_sse():
                 data = event.data.strip()
                 if not data:
@@ -102,31 +108,36 @@ class OpenAICompatProvider(Provider):
                 delta = self._delta_from_chunk(self._parse_event(data))
                 if delta is None:
                     continue
-                finished = finished or delta.finish_reason is not None
-                received.append(delta.text)
+                state.finished = state.finished or delta.finish_reason is not None
+                state.received.append(delta.text)
                 yield delta
-        if not finished:
+        if not state.finished:
             # transformers serve ends a complete stream without [DONE]; only a missing
             # finish_reason as well means the answer was cut off.
-            raise self._interrupted("the stream ended before the answer was complete", received)
+            raise self._interrupted("the stream ended before the answer was complete", state.received)
 
     @contextmanager
-    def _mid_stream(self, received: list[str]) -> Iterator[None]:
-        """Transport failures after the headers: keep what arrived (never retried)."""
+    def _mid_stream(self, state: _StreamState) -> Iterator[None]:
+        """Transport failures after the headers: keep what arrived (never retried).
+
+        A break after the finish reason only loses the usage chunk: the answer is complete.
+        """
         import httpx
 
         try:
             yield
-        except httpx.TimeoutException as exc:
-            if not "".join(received):
-                raise RequestTimeout(
-                    f"{self.spec.label} ({self.spec.id}) stopped sending before any text arrived "
-                    f"({type(exc).__name__}). Try again or raise the timeout.",
-                    provider=self.spec.id,
-                ) from exc
-            raise self._interrupted(f"the stream stalled ({type(exc).__name__})", received) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:
-            raise self._interrupted(f"the connection broke ({type(exc).__name__}: {exc})", received) from exc
+            if state.finished:
+                return
+            if isinstance(exc, httpx.TimeoutException):
+                if not "".join(state.received):
+                    raise RequestTimeout(
+                        f"{self.spec.label} ({self.spec.id}) stopped sending before any text arrived "
+                        f"({type(exc).__name__}). Try again or raise the timeout.",
+                        provider=self.spec.id,
+                    ) from exc
+                raise self._interrupted(f"the stream stalled ({type(exc).__name__})", state.received) from exc
+            raise self._interrupted(f"the connection broke ({type(exc).__name__}: {exc})", state.received) from exc
 
     def _interrupted(self, what: str, received: list[str]) -> StreamInterrupted:
         partial = "".join(received)

@@ -41,7 +41,7 @@ class Answer:
 
     ``text`` is a string (cut into small pieces) or the exact list of content pieces; ``reasoning``
     pieces are sent first as ``reasoning_content`` deltas. ``cut_after=N`` drops the connection
-    after N reasoning/content pieces. ``writes`` is "event" (one write per event), "split" (each
+    after N events: the reasoning/content pieces first, then the finish, usage and ``[DONE]`` events. ``writes`` is "event" (one write per event), "split" (each
     event in two writes, a pause between) or "packed" (everything in one write). ``framing``
     "close" ends the body by closing the connection instead of HTTP chunking.
     """
@@ -175,9 +175,8 @@ class _Handler(LoopbackHandler):
     def _stream(self, answer: Answer, body: dict[str, Any]) -> None:
         self.pause(answer.delay)
         head, tail = _events(answer, body, self.srv.new_id())
-        if answer.cut_after is not None:
-            head, tail = head[: answer.cut_after], []
-        frames = [_frame(e, answer) for e in head + tail]
+        events = head + tail if answer.cut_after is None else (head + tail)[: answer.cut_after]
+        frames = [_frame(e, answer) for e in events]
         if answer.keepalive:
             comment = f": keep-alive{answer.newline}{answer.newline}".encode()
             frames = [comment * answer.keepalive] + [f for frame in frames for f in (comment, frame)][1:]
@@ -210,7 +209,7 @@ def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
 
 
 def _events(answer: Answer, body: dict[str, Any], cid: str) -> tuple[list[Any], list[Any]]:
-    """The piece events (cut_after counts these) and the tail: finish, usage, [DONE]."""
+    """The piece events and the tail: finish, usage, [DONE] (or an error event)."""
     base = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
             "model": answer.model or body.get("model", "")}
 
