@@ -21,7 +21,7 @@ def notebook_state(shell: Any) -> NotebookState:
         outputs=dict(shell.user_ns.get("Out", {})),
         texts=_text_outputs(history),
         last_error=last_error_text(shell),
-        current=shell.execution_count,
+        current=shell.execution_count - 1,  # IPython counts the running cell before running it
     )
 
 
@@ -70,4 +70,4 @@ def _cell_text(items: list[Any]) -> str:
             if any(later.startswith(text) for later in displays[seen:]):
                 continue
         kept.append(text)
-    return "\n".join(t for t in kept if t.strip())
+    return "\n".join(t.rstrip("\n") for t in kept if t.strip())
