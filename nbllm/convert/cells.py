@@ -1,0 +1,174 @@
+"""Code cells to one Python module and back, with IPython syntax masked so libcst can parse it.
+
+Names must resolve across cells (a client built in cell 2 is used in cell 7), so all code cells
+are joined into one module with a separator statement between them. ``%magic``, ``!shell``,
+``obj?`` and ``x = !cmd`` lines are replaced by unique placeholder names at the same indent, and
+restored byte for byte afterwards; ``%%capture``-style cell magics whose body is Python are
+masked on their first line, other cell magics (``%%bash``, ``%%writefile``) skip the cell.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+
+# Cell magics whose body is ordinary Python that runs in the kernel.
+PYTHON_CELL_MAGICS = frozenset({"capture", "time", "timeit", "prun", "memit", "debug", "python", "python3"})
+
+_MAGIC = re.compile(r"[ \t]*(?:[%!]|[A-Za-z_][\w.]*(?:[ \t]*,[ \t]*[A-Za-z_][\w.]*)*[ \t]*=[ \t]*[%!])")
+_HELP = re.compile(r"[ \t]*(?:\?{1,2}[\w.*]+|[\w.*]+(?:\(\))?\?{1,2})[ \t]*$")
+_STRING_START = re.compile(r"(?i)(?:[rbuf]{0,2})('''|\"\"\"|'|\")")
+
+
+@dataclass
+class CodeCell:
+    """One code cell on its way through the codemods."""
+
+    index: int  # position in the notebook's cell list
+    text: str  # source as stored
+    masked: str = ""
+    masks: dict[str, str] = field(default_factory=dict)
+    skip: str | None = None  # why the cell is left alone (non-Python, unparseable)
+    cell_magic: bool = False
+
+
+@dataclass
+class _ScanState:
+    depth: int = 0
+    quote: str | None = None
+    continued: bool = False
+
+
+def _scan(line: str, st: _ScanState) -> None:
+    """Advance bracket/string state over one physical line (a tokenizer would choke on magics)."""
+    i, n = 0, len(line)
+    st.continued = False
+    while i < n:
+        if st.quote:
+            if line[i] == "\\":
+                i += 2
+                continue
+            if line.startswith(st.quote, i):
+                i += len(st.quote)
+                st.quote = None
+                continue
+            i += 1
+            continue
+        ch = line[i]
+        if ch == "#":
+            break
+        m = _STRING_START.match(line, i)
+        if m and (i == 0 or not (line[i - 1].isalnum() or line[i - 1] == "_")):
+            st.quote = m.group(1)
+            i = m.end()
+            continue
+        if ch in "([{":
+            st.depth += 1
+        elif ch in ")]}":
+            st.depth = max(0, st.depth - 1)
+        i += 1
+    stripped = line.rstrip("\r\n")
+    if st.quote in ("'", '"') and not stripped.endswith("\\"):
+        st.quote = None  # an unterminated one-line string: let the parser complain
+    st.continued = stripped.endswith("\\") and st.quote is None
+
+
+def _is_magic(line: str) -> bool:
+    return bool(_MAGIC.match(line) or _HELP.match(line))
+
+
+def mask_cell(cell: CodeCell, salt: str) -> None:
+    """Fill cell.masked/masks (or cell.skip for a cell magic that does not hold Python)."""
+    lines = cell.text.splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].startswith("%%"):
+        name = lines[first][2:].split(None, 1)[0] if lines[first][2:].strip() else ""
+        if name not in PYTHON_CELL_MAGICS:
+            cell.skip = f"%%{name} cell (not Python)"
+            return
+        cell.cell_magic = True
+    out: list[str] = []
+    st = _ScanState()
+    in_magic = False  # inside a `!pip install \` continuation
+    indent = ""
+    for i, line in enumerate(lines):
+        at_start = st.depth == 0 and st.quote is None and not st.continued
+        if in_magic or (at_start and (_is_magic(line) or (cell.cell_magic and i == first))):
+            body = line.rstrip("\r\n")
+            if not in_magic:
+                indent = body[: len(body) - len(body.lstrip(" \t"))]
+            token = f"__nbllm_{salt}_{cell.index}_{i}__"
+            cell.masks[token] = body
+            out.append(f"{indent}{token}{line[len(body):]}")
+            in_magic = body.endswith("\\")
+            continue
+        _scan(line, st)
+        out.append(line)
+    masked = "".join(out)
+    cell.masked = masked if masked.endswith("\n") or not masked else masked + "\n"
+
+
+def unmask(text: str, masks: dict[str, str]) -> str | None:
+    """Put the original IPython lines back; None if a placeholder went missing or moved."""
+    lines = text.splitlines(keepends=True)
+    found = 0
+    for i, line in enumerate(lines):
+        body = line.rstrip("\r\n")
+        token = body.strip()
+        if token in masks:
+            lines[i] = masks[token] + line[len(body) :]
+            found += 1
+    return "".join(lines) if found == len(masks) else None
+
+
+def new_salt(text: str) -> str:
+    """A placeholder prefix that does not occur anywhere in the notebook."""
+    while True:
+        salt = secrets.token_hex(4)
+        if salt not in text:
+            return salt
+
+
+def separator(salt: str) -> str:
+    return f"__nbllm_{salt}_cell__"
+
+
+def join(cells: list[CodeCell], salt: str) -> str:
+    """One module: every cell's masked code (empty for skipped cells) between separator lines."""
+    sep = separator(salt) + "\n"
+    return sep.join("" if c.skip else c.masked for c in cells)
+
+
+def split(code: str, salt: str, count: int) -> list[str] | None:
+    """Cut the module back into cells; None if a separator was lost (the codemods must not move them)."""
+    sep = separator(salt)
+    parts: list[list[str]] = [[]]
+    for line in code.splitlines(keepends=True):
+        if line.rstrip("\r\n") == sep:
+            parts.append([])
+        else:
+            parts[-1].append(line)
+    if len(parts) != count:
+        return None
+    return ["".join(p) for p in parts]
+
+
+def restore_text(cell: CodeCell, converted_masked: str, masks: dict[str, str] | None = None) -> str | None:
+    """The converted cell as it will be stored: magics back, original trailing newline kept."""
+    text = unmask(converted_masked, cell.masks if masks is None else masks)
+    if text is None:
+        return None
+    if not cell.text.endswith("\n") and text.endswith("\n"):
+        text = text[:-1]
+    return text
+
+
+def cell_line_starts(code: str, salt: str) -> list[int]:
+    """1-based line number where each cell starts in the joined module."""
+    sep = separator(salt)
+    starts = [1]
+    for n, line in enumerate(code.splitlines(), 1):
+        if line == sep:
+            starts.append(n + 1)
+    return starts

@@ -1,0 +1,145 @@
+"""One notebook's code through the codemods: mask, join, transform, split, restore, verify.
+
+The codemods run in a fixed order, one concern each: warnings first (on the code as written),
+then the v0 migration (or retarget), result access, clients, LangChain, keys, models.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from nbllm.convert.cells import CodeCell, cell_line_starts, join, mask_cell, new_salt, restore_text, split
+from nbllm.convert.codemods.base import Event, NbllmCommand, Scratch, Target, new_context
+from nbllm.convert.codemods.clients import ClientArgs, ModuleClient
+from nbllm.convert.codemods.env import EnvKeys
+from nbllm.convert.codemods.flags import Flags
+from nbllm.convert.codemods.langchain import LangChainArgs
+from nbllm.convert.codemods.legacy import LegacyMigrate, LegacyRetarget
+from nbllm.convert.codemods.modelnames import ModelNames
+from nbllm.convert.codemods.results import ResultAccess
+from nbllm.convert.magics import rewrite_magic
+from nbllm.convert.result import Item
+
+_IMPORTS_OS = re.compile(r"^(?:import\s+(?:[\w.]+\s*(?:as\s+\w+)?\s*,\s*)*os\b(?!\.)|from\s+os\s+import\b)", re.M)
+
+
+@dataclass
+class Outcome:
+    new_sources: dict[int, str] = field(default_factory=dict)  # cell index -> converted source
+    items: list[Item] = field(default_factory=list)
+
+
+def _passes(target: Target) -> list[type[NbllmCommand]]:
+    legacy: list[type[NbllmCommand]] = [LegacyRetarget] if target.keep_v0 else [LegacyMigrate, ResultAccess]
+    return [Flags, *legacy, ClientArgs, ModuleClient, LangChainArgs, EnvKeys, ModelNames]
+
+
+def _parse_cells(cells: list[CodeCell]) -> None:
+    """Find the cells that do not parse on their own (the joined module failed)."""
+    for cell in cells:
+        if cell.skip is None:
+            try:
+                cst.parse_module(cell.masked)
+            except cst.ParserSyntaxError as exc:
+                cell.skip = f"does not parse (line {exc.raw_line}: {exc.message})"
+
+
+def _module(cells: list[CodeCell], salt: str) -> cst.Module:
+    try:
+        return cst.parse_module(join(cells, salt))
+    except cst.ParserSyntaxError:
+        _parse_cells(cells)
+        return cst.parse_module(join(cells, salt))
+
+
+def _place(events: list[Event], starts: list[int], cells: list[CodeCell], out: list[Item]) -> None:
+    for ev in events:
+        cell = line = None
+        if ev.line:
+            n = max(i for i, s in enumerate(starts) if s <= ev.line)
+            cell, line = cells[n].index + 1, ev.line - starts[n] + 1
+        out.append(Item(ev.kind, ev.message, cell, line, ev.warning))
+
+
+def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
+    """Convert the (already masked) code cells of one notebook or file."""
+    salt = new_salt("".join(c.text + c.masked for c in cells))
+    outcome = Outcome()
+    module = _module(cells, salt)
+    context = new_context(target)
+    scratch: Scratch = context.scratch["nbllm"]
+    for command in _passes(target):
+        starts = cell_line_starts(module.code, salt)
+        before = len(scratch.events)
+        module = command(context).transform_module(module)
+        _place(scratch.events[before:], starts, cells, outcome.items)
+    parts = split(module.code, salt, len(cells))
+    if parts is None:
+        raise RuntimeError("a cell separator was lost")
+    _restore(cells, parts, target, scratch, outcome)
+    return outcome
+
+
+def _restore(cells: list[CodeCell], parts: list[str], target: Target, scratch: Scratch, outcome: Outcome) -> None:
+    """Put magics back (rewritten where needed), add ``import os`` once, keep only real changes."""
+    os_done = False
+    for cell, part in zip(cells, parts, strict=True):
+        if cell.skip:
+            continue
+        masks = dict(cell.masks)
+        for token, line in cell.masks.items():
+            lineno = int(token[:-2].rsplit("_", 1)[1]) + 1
+            masks[token], events = rewrite_magic(line, target, bool(scratch.migrated), lineno)
+            outcome.items += [Item(e.kind, e.message, cell.index + 1, e.line, e.warning) for e in events]
+        if not os_done and scratch.needs_os and "os.environ" in part and part != cell.masked:
+            os_done = _imports_os_before(cells, cell)
+            if not os_done:
+                part = _add_import_os(part, cell.cell_magic)
+                outcome.items.append(Item("import", "import os added", cell.index + 1, 1))
+                os_done = True
+        text = restore_text(cell, part, masks)
+        if text is None:
+            raise RuntimeError(f"an IPython line of cell {cell.index + 1} was lost")
+        if text != cell.text:
+            cst.parse_module(part)  # every rewritten cell must still parse on its own
+            outcome.new_sources[cell.index] = text
+
+
+def _imports_os_before(cells: list[CodeCell], upto: CodeCell) -> bool:
+    for cell in cells:
+        if cell.skip is None and _IMPORTS_OS.search(cell.masked):
+            return True
+        if cell is upto:
+            return False
+    return False
+
+
+def _add_import_os(code: str, cell_magic: bool) -> str:
+    """``import os`` just before the cell's first import (or first statement), comments kept above it."""
+    head = ""
+    if cell_magic:
+        head, _, code = code.partition("\n")
+        head += "\n"
+    module = cst.parse_module(code)
+    body = list(module.body)
+    at = next((i for i, s in enumerate(body) if isinstance(s, cst.SimpleStatementLine)
+               and isinstance(s.body[0], (cst.Import, cst.ImportFrom))), 0)
+    new = cst.parse_statement("import os\n")
+    if body:
+        new = new.with_changes(leading_lines=body[at].leading_lines)
+        body[at] = body[at].with_changes(leading_lines=())
+    body.insert(at, new)
+    return head + module.with_changes(body=body).code
+
+
+def prepare(texts: list[tuple[int, str, str | None]]) -> list[CodeCell]:
+    """CodeCells from (index, source, skip reason) triples, masked with a fresh salt."""
+    salt = new_salt("".join(t for _, t, _ in texts))
+    cells = [CodeCell(index=i, text=text, skip=skip) for i, text, skip in texts]
+    for cell in cells:
+        if cell.skip is None:
+            mask_cell(cell, salt)
+    return cells
