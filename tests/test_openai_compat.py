@@ -8,7 +8,15 @@ import pytest
 
 from nbllm.chat import ChatRequest, Delta, Usage
 from nbllm.config import get_spec
-from nbllm.errors import AuthError, ContentFilterError, ProtocolError, QuotaError, RequestTimeout, StreamInterrupted
+from nbllm.errors import (
+    AuthError,
+    ContentFilterError,
+    ProtocolError,
+    QuotaError,
+    RequestTimeout,
+    ServerError,
+    StreamInterrupted,
+)
 from nbllm.providers.openai_compat import OpenAICompatProvider
 from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer, qianfan_error
 
@@ -251,3 +259,10 @@ def test_cut_after_finish_reason_is_complete(openai_server: FakeOpenAIServer) ->
     deltas = run(make(openai_server))
     assert text_of(deltas) == "all there" and deltas[-1].finish_reason == "stop"
     assert all(d.usage is None for d in deltas)
+
+
+def test_named_error_event_is_mapped(openai_server: FakeOpenAIServer) -> None:
+    raw = b'data: {"choices": [{"index": 0, "delta": {"content": "a"}}]}\n\nevent: error\ndata: {"message": "overloaded", "type": "server_error"}\n\n'
+    openai_server.enqueue(ErrorReply(200, raw, content_type="text/event-stream"))
+    with pytest.raises(ServerError, match='"overloaded"'):
+        run(make(openai_server))

@@ -36,6 +36,8 @@ AUTH_CODES = {"invalid_api_key", "invalid_authentication_error", "incorrect_api_
 V1_AUTH_CODES = {"6", "15", "336004"}
 BAD_REQUEST_CODES = {"3", "100", "336001", "336002", "336003", "336005", "336101", "336104", "336105"}
 SERVER_CODES = {"1", "2", "4", "336000", "336100"}
+# OpenAI-style error types seen inside a 200 stream (no status to go by).
+SERVER_TYPES = {"server_error", "internal_error", "api_error", "overloaded_error", "service_unavailable"}
 
 _ADVICE = {
     AuthError: "Check the key ({env}); keys are read from the environment or %llm key {id}.",
@@ -81,8 +83,8 @@ def extract_error(body: Any) -> tuple[str, str | None]:
         return body.get("error_description") or err, _str(body.get("error_type") or body.get("code"))
     if "error_code" in body:  # Baidu v1
         return str(body.get("error_msg", "")), _str(body["error_code"])
-    if "message" in body:
-        return str(body["message"]), _str(body.get("code"))
+    if "message" in body:  # vLLM / TGI: {"object": "error", "message", "type", "code"}
+        return str(body["message"]), _str(body.get("code") or body.get("type"))
     return json.dumps(body, ensure_ascii=False)[:300], None
 
 
@@ -103,7 +105,7 @@ def classify(status: int | None, code: str | None, etype: str | None = None) -> 
         return AuthError
     if status is None and tags & V1_AUTH_CODES:
         return AuthError
-    if status is None and tags & SERVER_CODES:
+    if status is None and tags & (SERVER_CODES | SERVER_TYPES):
         return ServerError
     if status is None and tags & BAD_REQUEST_CODES:
         return BadRequestError

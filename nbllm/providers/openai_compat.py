@@ -75,7 +75,7 @@ class OpenAICompatProvider(Provider):
                 raw = self._read_raw(response)
                 raise ProtocolError(
                     f"{self.spec.label} ({self.spec.id}) answered a stream request with {content_type or 'no'} "
-                    f"content type: {raw[:200]!r}. Check that the base URL ({self.spec.base_url}) is an "
+                    f"content type: {raw[:200].decode(errors='replace')!r}. Check that the base URL ({self.spec.base_url}) is an "
                     "OpenAI-compatible endpoint.",
                     provider=self.spec.id, status=response.status_code,
                 )
@@ -105,7 +105,10 @@ class OpenAICompatProvider(Provider):
                     continue
                 if data == "[DONE]":
                     return
-                delta = self._delta_from_chunk(self._parse_event(data))
+                chunk = self._parse_event(data)
+                if event.event == "error":  # `event: error` streams (vLLM, gateways) name it so
+                    raise make_error(self.spec, None, chunk)
+                delta = self._delta_from_chunk(chunk)
                 if delta is None:
                     continue
                 state.finished = state.finished or delta.finish_reason is not None
