@@ -166,17 +166,24 @@ def reset(magics: LLMMagics, args: argparse.Namespace) -> None:
 
 
 def check(magics: LLMMagics, args: argparse.Namespace) -> None:
-    """A tiny real request per provider: configured ones, or those named."""
-    from nbllm.config import load_specs
-    from nbllm.keys import is_configured
-
+    """A tiny real request per provider: those named, else every one with a key or a changed URL."""
     session = magics.session()
-    ids = args.providers or [s.id for s in load_specs().values() if s.key_required and is_configured(s)]
+    ids = args.providers or _configured_ids()
     if not ids:
         print("No provider has a key yet: set one (see %llm providers) or name one, e.g. %llm check ollama.")
         return
     rows = [_check_one(session, pid) for pid in ids]
     print(plain_table(["provider", "model", "latency", "result"], rows))
+
+
+def _configured_ids() -> list[str]:
+    from nbllm.config import load_specs
+    from nbllm.keys import find_key
+    from nbllm.providers.catalog import BUILTIN
+
+    builtin_urls = {spec.id: spec.base_url for spec in BUILTIN}
+    return [spec.id for spec in load_specs().values()
+            if (spec.key_env and find_key(spec) is not None) or spec.base_url != builtin_urls.get(spec.id)]
 
 
 def _check_one(session: Any, target: str) -> list[str]:
@@ -187,7 +194,8 @@ def _check_one(session: Any, target: str) -> list[str]:
         request = session.request([{"role": "user", "content": CHECK_PROMPT}], model, {"max_tokens": 8})
         reply = provider.complete(request)
     except NbllmError as exc:
-        return [target, model, f"{time.perf_counter() - start:.2f} s", f"{type(exc).__name__}: {exc.message}"]
+        message = exc.message if len(exc.message) <= 90 else exc.message[:89] + "…"
+        return [target, model, f"{time.perf_counter() - start:.2f} s", f"{type(exc).__name__}: {message}"]
     return [target, model, f"{time.perf_counter() - start:.2f} s", f"ok: {reply.text.strip()[:40]!r}"]
 
 

@@ -32,8 +32,8 @@ class LLMMagics(Magics):
     )
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        self._bound: Session | None = None  # set first: config loading fires the observers
         super().__init__(shell=shell, **kwargs)
-        self._bound: Session | None = None
 
     def session(self) -> Session:
         """The shared session, given this magic's configured defaults the first time it is seen."""
