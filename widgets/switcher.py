@@ -72,19 +72,19 @@ class ProviderSwitcher(w.VBox):
 
     # -- construction ----------------------------------------------------------------------
     def _build(self) -> None:
-        style = {"description_width": "72px"}
+        style = {"description_width": "86px"}
         self.provider = w.Dropdown(options=self._provider_options(), value=self.session.provider,
-                                   description="Provider", style=style, layout=w.Layout(width="360px"))
+                                   description="Provider", style=style, layout=w.Layout(width="400px"))
         self.model = w.Combobox(description="Model", continuous_update=False, ensure_option=False,
                                 style=style, layout=w.Layout(width="320px"))
         self.temperature = w.FloatSlider(value=DEFAULT_TEMPERATURE, min=0.0, max=2.0, step=0.05,
                                          description="Temperature", readout_format=".2f", style=style,
-                                         continuous_update=False, layout=w.Layout(width="360px"))
+                                         continuous_update=False, layout=w.Layout(width="400px"))
         self.max_tokens = w.BoundedIntText(value=0, min=0, max=1_000_000, description="Max tokens",
                                            tooltip="0 = the provider's default", style=style,
-                                           layout=w.Layout(width="200px"))
+                                           layout=w.Layout(width="220px"))
         self.key_input = _KeyField(placeholder="API key for this session only", description="Key",
-                                   continuous_update=False, style=style, layout=w.Layout(width="360px"))
+                                   continuous_update=False, style=style, layout=w.Layout(width="400px"))
         self.test_button = w.Button(description="Test", icon="plug", tooltip="Send a tiny request",
                                     layout=w.Layout(width="90px"))
         self.status = w.HTML(layout=w.Layout(margin="2px 0 0 8px"))
