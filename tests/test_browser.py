@@ -200,8 +200,8 @@ def _rerun_and_test(page: Page, lab: Lab) -> None:
     expect(panel.locator(".widget-html-content")).to_contain_text("✓ qwen:qwen-max answered in", timeout=WAIT_MS)
 
 
-def _enter_key_with_magic(page: Page) -> None:
-    """Add a cell running `%llm key glm` and answer its password prompt."""
+def _key_and_use_magics(page: Page) -> None:
+    """Add cells running `%llm key glm` (answering its password prompt) and `%llm use glm:glm-4-air`."""
     _cell(page, 6).locator(".jp-InputPrompt").click()
     page.keyboard.press("b")
     page.keyboard.press("Enter")
@@ -211,6 +211,13 @@ def _enter_key_with_magic(page: Page) -> None:
     stdin.fill(MAGIC_KEY)
     stdin.press("Enter")
     expect(_cell(page, 7).locator(".jp-OutputArea")).to_contain_text("Key for glm set for this session")
+    _cell(page, 8).locator(".cm-content").click()  # the empty cell Shift+Enter left at the end
+    page.keyboard.type("%llm use glm:glm-4-air")
+    page.keyboard.press("Shift+Enter")
+    panel = page.locator(".nbllm-switcher")
+    expect(panel.locator("select")).to_have_value("✓ Zhipu GLM (BigModel) [glm]")
+    expect(panel.locator("input[list]")).to_have_value("glm-4-air")
+    expect(panel.locator(".widget-html-content")).to_contain_text("glm · glm-4-air · provider defaults · configured")
 
 
 def _save(page: Page, lab: Lab) -> dict[str, object]:
@@ -235,7 +242,7 @@ def test_switcher_drives_the_kernel_session_in_jupyterlab(lab: Lab, tmp_path: Pa
             _rerun_and_test(page, lab)
             _cell(page, 0).scroll_into_view_if_needed()
             page.screenshot(path=str(shot))
-            _enter_key_with_magic(page)
+            _key_and_use_magics(page)
             saved = _save(page, lab)
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"))

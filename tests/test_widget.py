@@ -256,3 +256,11 @@ def test_refresh_picks_up_a_key_set_elsewhere(switcher: ProviderSwitcher) -> Non
     assert labels(switcher)["kimi"] == "✓ Moonshot Kimi [kimi]"
     assert switcher.provider.value == "ernie"
     assert default_session().provider == "ernie"
+
+
+def test_a_key_from_elsewhere_shows_when_the_provider_changes(switcher: ProviderSwitcher) -> None:
+    keys.set_key("glm", KEY)  # what `%llm key glm` does
+    default_session().use("glm")
+    assert labels(switcher)["glm"] == "✓ Zhipu GLM (BigModel) [glm]"
+    assert switcher.provider.value == "glm"
+    assert "· configured" in switcher.status.value

@@ -138,6 +138,7 @@ class ProviderSwitcher(w.VBox):
     def _on_session(self, change: dict[str, Any]) -> None:
         if change["name"] == "provider":
             self._note = ""  # the last event was about the previous provider
+            self.refresh()  # a key may have come from `%llm key` since the list was labelled
             self._show_provider()
         elif change["name"] == "params":
             self._show_params()
