@@ -72,6 +72,11 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     context = new_context(target)
     scratch: Scratch = context.scratch["nbllm"]
     for command in _passes(target):
+        forced = command is ModelNames and target.models.overrides
+        if command.TRIGGER is not None and not forced and not command.TRIGGER.search(module.code):
+            continue
+        if command is ResultAccess and not scratch.migrated:
+            continue
         starts = cell_line_starts(module.code, salt)
         before = len(scratch.events)
         module = command(context).transform_module(module)

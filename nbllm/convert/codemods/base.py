@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
@@ -105,6 +105,8 @@ class NbllmCommand(VisitorBasedCodemodCommand):
     """Base for the converter's codemods: target access and cell-addressable events."""
 
     METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider)
+    # The pass runs only when the code matches (libcst passes are slow; most have nothing to do).
+    TRIGGER: re.Pattern[str] | None = None
 
     @property
     def scratch(self) -> Scratch:
@@ -201,24 +203,28 @@ def module_binds_openai(module: cst.Module) -> bool:
 
 
 _N = TypeVar("_N", bound=cst.CSTNode)
+_INDEX: dict[int, tuple[cst.CSTNode, dict[type, list[cst.CSTNode]]]] = {}
 
 
-class _Collect(cst.CSTVisitor, Generic[_N]):
-    def __init__(self, kind: type[_N]) -> None:
-        self.kind = kind
-        self.found: list[_N] = []
+class _Index(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.by_type: dict[type, list[cst.CSTNode]] = {}
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, self.kind):
-            self.found.append(node)
+        self.by_type.setdefault(type(node), []).append(node)
         return True
 
 
 def collect(tree: cst.CSTNode, kind: type[_N]) -> list[_N]:
-    """Every node of the given type under tree, in source order."""
-    visitor = _Collect(kind)
-    tree.visit(visitor)
-    return visitor.found
+    """Every node of the given type under tree, in source order (one traversal per tree, cached)."""
+    cached = _INDEX.get(id(tree))
+    if cached is None or cached[0] is not tree:
+        if len(_INDEX) > 256:
+            _INDEX.clear()
+        visitor = _Index()
+        tree.visit(visitor)
+        cached = _INDEX[id(tree)] = (tree, visitor.by_type)
+    return [n for t, nodes in cached[1].items() if issubclass(t, kind) for n in nodes]  # type: ignore[misc]
 
 
 def insert_after(body: list[cst.BaseStatement], index: int, code: str) -> list[cst.BaseStatement]:
@@ -267,8 +273,20 @@ class ApiCalls:
         self.cmd = cmd
         self.clients: set[str] = set()
         for assign in collect(module, cst.Assign):
-            if isinstance(assign.value, cst.Call) and cmd.client_class(assign.value):
+            if isinstance(assign.value, cst.Call) and cmd.client_class(assign.value) and \
+                    not self.foreign(assign.value):
                 self.clients.update(d for t in assign.targets if (d := dotted(t.target)))
+
+    def foreign(self, call: cst.Call) -> bool:
+        """A client built for another endpoint (not OpenAI's, not the target's): its models stay."""
+        arg = kwarg(call, "base_url")
+        if arg is None:
+            return False
+        value = string_value(arg.value)
+        if value is None:
+            code = cst.Module([]).code_for_node(arg.value)
+            return not any(env in code for env in ("OPENAI_BASE_URL", "OPENAI_API_BASE"))
+        return not is_openai_url(value) and value != self.cmd.target.spec.base_url
 
     def kind(self, call: cst.Call) -> str | None:
         """``"chat.completions.create"``, ``"v0:ChatCompletion.create"``, ``"langchain:ChatOpenAI"`` or None."""

@@ -7,6 +7,8 @@ alone (that is also what makes a second run a no-op).
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from nbllm.convert.codemods.base import (
@@ -31,6 +33,7 @@ BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
 class ClientArgs(NbllmCommand):
     DESCRIPTION = "Give every OpenAI SDK client the provider's base_url and api_key."
+    TRIGGER = re.compile(r"OpenAI\b")
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)
@@ -113,6 +116,7 @@ V1_MODULE_RESOURCES = ("chat", "completions", "embeddings", "models", "responses
 
 class ModuleClient(NbllmCommand):
     DESCRIPTION = "Point openai's module-level v1 client (openai.chat.completions.create) at the provider."
+    TRIGGER = re.compile(r"\bopenai\.(?:chat|completions|embeddings|models|responses)\b")
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)

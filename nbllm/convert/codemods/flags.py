@@ -6,6 +6,8 @@ output, legacy ``functions=``, hard-coded embedding sizes and ``openai.embedding
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from nbllm.convert.codemods.base import ApiCalls, NbllmCommand, chain_root, dotted, kwarg, string_value
@@ -17,6 +19,9 @@ EMBEDDING_SIZES = ("1536", "3072")
 
 class Flags(NbllmCommand):
     DESCRIPTION = "Warn about OpenAI features the provider may lack; change nothing."
+    TRIGGER = re.compile(r"responses|images|files|fine_tuning|batches|assistants|threads|audio|moderations|evals|"
+                         r"uploads|vector_stores|containers|response_format|function|dimensions|1536|3072|"
+                         r"embeddings_utils|\.parse|azure")
 
     def visit_Module(self, node: cst.Module) -> None:
         self.api = ApiCalls(self, node)

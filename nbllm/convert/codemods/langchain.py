@@ -9,6 +9,8 @@ providers reject. llama_index's ``OpenAI`` is reported, not touched.
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from nbllm.convert.codemods.base import (
@@ -28,6 +30,7 @@ DEFAULT_MODELS = {"ChatOpenAI": "gpt-3.5-turbo", "OpenAI": "gpt-3.5-turbo-instru
 
 class LangChainArgs(NbllmCommand):
     DESCRIPTION = "Point LangChain ChatOpenAI/OpenAI/OpenAIEmbeddings at the provider."
+    TRIGGER = re.compile(r"langchain|llama_index")
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         names = self.qnames(original_node.func)

@@ -9,6 +9,8 @@ the key are pointed at the provider.
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 from libcst.metadata import PositionProvider, QualifiedNameProvider, ScopeProvider
 
@@ -46,6 +48,8 @@ def uses_v0(cmd: NbllmCommand, module: cst.Module) -> bool:
 
 class _V0Base(NbllmCommand):
     METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider, ScopeProvider)
+    TRIGGER = re.compile(r"\b(?:ChatCompletion|Completion|Embedding|Engine|FineTune|FineTuningJob|Moderation|Image|File|"
+                         r"Audio|Edit|Deployment|Customer|Model|error|api_base|api_type|api_version|requestssession)\b")
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)

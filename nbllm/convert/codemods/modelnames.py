@@ -9,6 +9,8 @@ configs stay. ``tiktoken.encoding_for_model(NAME)`` keeps the OpenAI name it had
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 from libcst.metadata import PositionProvider, QualifiedNameProvider, Scope, ScopeProvider
 
@@ -28,6 +30,7 @@ def _dict_model(node: cst.Dict) -> cst.BaseExpression | None:
 class ModelNames(NbllmCommand):
     DESCRIPTION = "Map OpenAI model names to the target provider's models, following names to their bindings."
     METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider, ScopeProvider)
+    TRIGGER = re.compile(r"[\"'](?:gpt-|o[134]|text-|davinci|babbage|chatgpt|code-)")
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)

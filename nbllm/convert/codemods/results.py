@@ -8,6 +8,8 @@ sub-objects taken from those.
 
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 from libcst.metadata import PositionProvider, QualifiedNameProvider, ScopeProvider
 
@@ -22,6 +24,7 @@ RESULT_METHODS = ("chat.completions.create", "completions.create", "embeddings.c
 class ResultAccess(NbllmCommand):
     DESCRIPTION = "Turn dict access on migrated results into attribute access."
     METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider, ScopeProvider)
+    TRIGGER = re.compile(r"\[\s*[\"']|\.get\(")
 
     def visit_Module(self, node: cst.Module) -> None:
         self.tracked: set[cst.CSTNode] = set()  # target Name nodes holding results
