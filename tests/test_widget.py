@@ -231,15 +231,25 @@ def test_typed_key_is_used_for_the_session_and_leaves_no_trace(openai_server: Fa
     assert KEY not in repr(switcher) + switcher.status.value
 
 
-def test_key_from_the_browser_is_never_echoed_back(switcher: ProviderSwitcher) -> None:
+def test_key_from_the_browser_is_never_echoed_back(openai_server: FakeOpenAIServer, use_fake: UseFake,
+                                                   switcher: ProviderSwitcher) -> None:
+    use_fake("qwen", openai_server, key="")
+    switcher.provider.value = "qwen"
     comm = RecordingComm()
     switcher.key_input.comm = comm
-    switcher.provider.value = "qwen"
     update = {"method": "update", "state": {"value": KEY}, "buffer_paths": []}
     switcher.key_input._handle_msg({"content": {"data": update}, "buffers": []})
     assert keys.find_key(get_spec("qwen")) == KEY
+    switcher.wait(10)
     assert comm.sent == [{"method": "update", "state": {"value": ""}, "buffer_paths": []}]
+    assert openai_server.requests[-1].headers["authorization"] == f"Bearer {KEY}"  # the live listing
     switcher.key_input.comm = None
+
+
+def test_key_field_says_which_provider_and_shape(switcher: ProviderSwitcher) -> None:
+    assert switcher.key_input.placeholder == "API key for ernie, this session only"
+    switcher.provider.value = "ernie-v1"
+    assert switcher.key_input.placeholder == "QIANFAN_AK:QIANFAN_SK for ernie-v1, this session only"
 
 
 def test_blank_key_is_ignored(switcher: ProviderSwitcher) -> None:
@@ -258,9 +268,23 @@ def test_refresh_picks_up_a_key_set_elsewhere(switcher: ProviderSwitcher) -> Non
     assert default_session().provider == "ernie"
 
 
-def test_a_key_from_elsewhere_shows_when_the_provider_changes(switcher: ProviderSwitcher) -> None:
+def test_a_key_from_elsewhere_shows_when_the_provider_changes(openai_server: FakeOpenAIServer, use_fake: UseFake,
+                                                              switcher: ProviderSwitcher) -> None:
+    use_fake("glm", openai_server, key="")
     keys.set_key("glm", KEY)  # what `%llm key glm` does
     default_session().use("glm")
     assert labels(switcher)["glm"] == "✓ Zhipu GLM (BigModel) [glm]"
     assert switcher.provider.value == "glm"
     assert "· configured" in switcher.status.value
+
+
+def test_public_surface_and_lazy_import() -> None:
+    import subprocess
+    import sys
+
+    import nbllm.widgets
+
+    assert nbllm.widgets.__all__ == ["ProviderSwitcher"]
+    code = "import sys, nbllm.widgets; print('ipywidgets' in sys.modules, nbllm.widgets.ProviderSwitcher.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "ProviderSwitcher"]

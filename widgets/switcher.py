@@ -47,6 +47,11 @@ def provider_label(spec: ProviderSpec) -> str:
     return f"✗ {spec.label} [{spec.id}] (no key)"
 
 
+def _key_placeholder(spec: ProviderSpec) -> str:
+    shape = f"{spec.key_env[0]}:{spec.secret_env[0]}" if spec.key_env and spec.secret_env else "API key"
+    return f"{shape} for {spec.id}, this session only"
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, NbllmError):
         return f"{type(exc).__name__}: {exc.message}"
@@ -83,7 +88,7 @@ class ProviderSwitcher(w.VBox):
         self.max_tokens = w.BoundedIntText(value=0, min=0, max=1_000_000, description="Max tokens",
                                            tooltip="0 = the provider's default", style=style,
                                            layout=w.Layout(width="220px"))
-        self.key_input = _KeyField(placeholder="API key for this session only", description="Key",
+        self.key_input = _KeyField(description="Key",
                                    continuous_update=False, style=style, layout=w.Layout(width="400px"))
         self.test_button = w.Button(description="Test", icon="plug", tooltip="Send a tiny request",
                                     layout=w.Layout(width="90px"))
@@ -154,6 +159,7 @@ class ProviderSwitcher(w.VBox):
         finally:
             self._quiet = False
         self.model.placeholder = f"{spec.default_model} (default)" if spec.default_model else "model name"
+        self.key_input.placeholder = _key_placeholder(spec)
         self.model.options = tuple(spec.models)
         self._generation += 1
         if spec.lists_models and is_configured(spec):
@@ -255,7 +261,7 @@ class ProviderSwitcher(w.VBox):
         lines = [f"<b>{html.escape(self.session.provider)}</b> · {html.escape(model)} · {html.escape(sent)}"
                  f" · {html.escape(state)}"]
         if self._note:
-            color = "#b00020" if self._note_is_error else "inherit"
+            color = "var(--jp-error-color1, #b00020)" if self._note_is_error else "inherit"
             lines.append(f'<span style="color:{color}">{html.escape(redact(self._note))}</span>')
         self.status.value = "<br>".join(lines)
 
