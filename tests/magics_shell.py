@@ -87,6 +87,7 @@ def open_shell(capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]:
     Test modules wrap it in their own ``ipy`` fixture: ``yield from open_shell(capsys)``.
     """
     shell = InteractiveShell.instance()
+    shell.reset()  # a clean namespace and history: the shell is shared by every test module
     if "nbllm" in shell.extension_manager.loaded:
         shell.run_line_magic("unload_ext", "nbllm")
     shell.run_line_magic("load_ext", "nbllm")
