@@ -87,8 +87,8 @@ def _check(args: argparse.Namespace, cell: str, targets: Targets, fmt: str) -> N
         raise UsageError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     if args.model and len(targets.names) > 1:
         raise UsageError("-m applies to one provider; with several, write provider:model for each.")
-    if args.insert and fmt != "code":
-        raise UsageError("--insert puts code into the next cell; use it with -f code.")
+    if args.insert and (fmt != "code" or targets.mode == "compare"):
+        raise UsageError("--insert puts code into the next cell; use it with -f code and one provider.")
     if args.out is not None and not args.out.isidentifier():
         raise UsageError(f"-o needs a variable name, got {args.out!r}.")
     if args.cells is not None and args.cells < 0:

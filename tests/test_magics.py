@@ -138,6 +138,7 @@ def test_terminal_ipython_prints_deltas_to_stdout(ipy: Shell, ernie: FakeOpenAIS
     "%%llm -p ernie, \nq",
     "%%llm -p ernie,qwen -m x\nq",
     "%%llm --insert\nq",
+    "%%llm -f code --insert -p ernie,qwen\nq",
     "%%llm -o 1abc\nq",
 ])
 def test_usage_mistakes_raise_exactly_usage_error(ipy: Shell, ernie: FakeOpenAIServer, line: str) -> None:
