@@ -3,7 +3,8 @@
 Fallback moves on only while no text has arrived, so an answer is never spliced from two
 providers. Compare mode streams every provider in its own thread into one display that the
 main thread refreshes at most every 0.1 s, then shows a table of the figures users choose a
-provider by. One provider failing never stops the others.
+provider by. One provider failing never stops the others. Sections are Markdown whatever -f
+says, and a comparison is one-off: it never enters the conversation history.
 """
 
 from __future__ import annotations
