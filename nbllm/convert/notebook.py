@@ -86,7 +86,8 @@ def _validate(path: Path, nb: Any) -> None:
     major = nb.get("nbformat")
     if not isinstance(major, int) or major < 4:
         raise NotebookReadError(
-            f"{path} uses nbformat {major!r}; nbllm converts nbformat 4 notebooks only. Upgrade it with "
+            f"{path} uses nbformat {major!r}; nbllm converts nbformat 4 notebooks only, so it was left untouched. "
+            "Upgrade it with "
             f"`jupyter nbconvert --to notebook --inplace {path.name}` and convert again."
         )
     for i, cell in enumerate(nb["cells"], 1):

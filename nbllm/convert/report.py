@@ -12,6 +12,7 @@ from typing import TextIO
 
 from nbllm.convert.notebook import atomic_write
 from nbllm.convert.result import STATUSES, BatchResult, FileResult
+from nbllm.secrets import redact
 
 _COLORS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 _RESET = "\033[0m"
@@ -29,7 +30,7 @@ def diff_text(result: FileResult, color: bool = False) -> str:
         lines = difflib.unified_diff(d.before.splitlines(keepends=True), d.after.splitlines(keepends=True),
                                      f"a/{label}", f"b/{label}")
         for line in lines:
-            line = line if line.endswith("\n") else line + "\n"
+            line = redact(line if line.endswith("\n") else line + "\n")  # a removed key must not be printed
             if color and line[:1] in _COLORS and not line.startswith(("+++", "---")):
                 line = f"{_COLORS[line[0]]}{line[:-1]}{_RESET}\n"
             out.append(line)
