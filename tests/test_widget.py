@@ -104,6 +104,7 @@ def test_a_panel_can_follow_its_own_session() -> None:
     panel.close()
     mine.use("glm")  # a closed panel stops following
     assert panel.provider.value == "kimi"
+    assert panel.model.comm is None and panel.comm is None
 
 
 def test_temperature_and_max_tokens_go_to_the_session_params(switcher: ProviderSwitcher) -> None:

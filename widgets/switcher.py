@@ -88,8 +88,8 @@ class ProviderSwitcher(w.VBox):
         self.max_tokens = w.BoundedIntText(value=0, min=0, max=1_000_000, description="Max tokens",
                                            tooltip="0 = the provider's default", style=style,
                                            layout=w.Layout(width="220px"))
-        self.key_input = _KeyField(description="Key",
-                                   continuous_update=False, style=style, layout=w.Layout(width="400px"))
+        self.key_input = _KeyField(description="Key", continuous_update=False, style=style,
+                                   layout=w.Layout(width="400px"))
         self.test_button = w.Button(description="Test", icon="plug", tooltip="Send a tiny request",
                                     layout=w.Layout(width="90px"))
         self.status = w.HTML(layout=w.Layout(margin="2px 0 0 8px"))
@@ -103,7 +103,7 @@ class ProviderSwitcher(w.VBox):
         self.add_class("nbllm-switcher")
 
     def _bind(self) -> None:
-        self._model_link = traitlets.link((self.session, "model"), (self.model, "value"))
+        self._model_link: traitlets.link | None = traitlets.link((self.session, "model"), (self.model, "value"))
         self.session.observe(self._on_session, names=["provider", "model", "params"])
         self.provider.observe(self._on_pick, names="value")
         self.temperature.observe(self._on_options, names="value")
@@ -112,9 +112,16 @@ class ProviderSwitcher(w.VBox):
         self.test_button.on_click(self._on_test)
 
     def close(self) -> None:
-        """Stop following the session, then close the widgets."""
-        self._model_link.unlink()
-        self.session.unobserve(self._on_session, names=["provider", "model", "params"])
+        """Stop following the session, then close the panel and every control in it (once)."""
+        link: traitlets.link | None = getattr(self, "_model_link", None)
+        if link is not None:
+            self._model_link = None
+            link.unlink()
+            self.session.unobserve(self._on_session, names=["provider", "model", "params"])
+            controls = (self.provider, self.model, self.temperature, self.max_tokens, self.key_input,
+                        self.test_button, self.status)
+            for widget in (*self.children, *controls):
+                widget.close()
         super().close()
 
     # -- provider list ---------------------------------------------------------------------
