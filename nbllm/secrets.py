@@ -12,7 +12,10 @@ import re
 _known: set[str] = set()
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(access_token|api_key|apikey|key|token|client_secret)=([^&\s\"']+)", re.I), r"\1=***"),
+    # A value in a query string or message; not code such as api_key=os.environ["X"] (the value
+    # must end at a delimiter, never run into a call or subscript).
+    (re.compile(r"(access_token|api_key|apikey|key|token|client_secret)=([^&\s\"'()\[\]]+)(?=[&\s\"'),;\]}]|$)",
+                re.I), r"\1=***"),
     (re.compile(r"(Bearer\s+)[^\s\"',]+", re.I), r"\1***"),
     (re.compile(r"\bbce-v3/ALTAK-[A-Za-z0-9]+/[A-Za-z0-9]+"), "bce-v3/***"),
     (re.compile(r"\b(sk|hf|ms)-?_?[A-Za-z0-9_\-]{16,}"), lambda m: mask(m.group(0))),  # type: ignore[list-item]
