@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +11,7 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
 from traitlets import TraitError
 
-from nbllm.errors import ConvertError, MissingKeyError, NbllmError
+from nbllm.errors import ConvertError, MissingKeyError
 
 from .ask import ERROR_PROMPT, parse_pair
 
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[["LLMMagics", argparse.Namespace], None]
 MAGIC_TRAITS = ("stream", "format", "max_history", "default_provider")
-CHECK_PROMPT = "Reply with the single word OK."
 
 
 def build_parser() -> MagicArgumentParser:
@@ -73,22 +71,14 @@ def show_help(magics: LLMMagics, args: argparse.Namespace) -> None:
     print("Ask with a cell:  %%llm [TARGET] [options]  then the prompt; %%llm? lists the options.")
 
 
-def plain_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
-    return "\n".join(lines)
-
-
 def show_providers(magics: LLMMagics, args: argparse.Namespace) -> None:
     from nbllm.config import load_specs
-    from nbllm.keys import is_configured
+    from nbllm.status import key_status, table
 
     current = magics.session().provider
-    rows = []
-    for spec in load_specs().values():
-        key = "not needed" if not spec.key_required else ("set" if is_configured(spec) else "missing")
-        rows.append(["*" if spec.id == current else "", spec.id, spec.label, key, spec.default_model])
-    print(plain_table(["", "id", "provider", "key", "default model"], rows))
+    rows = [["*" if spec.id == current else "", spec.id, spec.label, key_status(spec), spec.default_model]
+            for spec in load_specs().values()]
+    print(table(["", "id", "provider", "key", "default model"], rows))
 
 
 def show_models(magics: LLMMagics, args: argparse.Namespace) -> None:
@@ -167,36 +157,13 @@ def reset(magics: LLMMagics, args: argparse.Namespace) -> None:
 
 def check(magics: LLMMagics, args: argparse.Namespace) -> None:
     """A tiny real request per provider: those named, else every one with a key or a changed URL."""
-    session = magics.session()
-    ids = args.providers or _configured_ids()
-    if not ids:
+    from nbllm.status import CHECK_HEADERS, check_provider, check_targets, table
+
+    specs = check_targets(args.providers)
+    if not specs:
         print("No provider has a key yet: set one (see %llm providers) or name one, e.g. %llm check ollama.")
         return
-    rows = [_check_one(session, pid) for pid in ids]
-    print(plain_table(["provider", "model", "latency", "result"], rows))
-
-
-def _configured_ids() -> list[str]:
-    from nbllm.config import load_specs
-    from nbllm.keys import find_key
-    from nbllm.providers.catalog import BUILTIN
-
-    builtin_urls = {spec.id: spec.base_url for spec in BUILTIN}
-    return [spec.id for spec in load_specs().values()
-            if (spec.key_env and find_key(spec) is not None) or spec.base_url != builtin_urls.get(spec.id)]
-
-
-def _check_one(session: Any, target: str) -> list[str]:
-    start = time.perf_counter()
-    model = ""
-    try:
-        provider, model = session.resolve(target)
-        request = session.request([{"role": "user", "content": CHECK_PROMPT}], model, {"max_tokens": 8})
-        reply = provider.complete(request)
-    except NbllmError as exc:
-        message = exc.message if len(exc.message) <= 90 else exc.message[:89] + "…"
-        return [target, model, f"{time.perf_counter() - start:.2f} s", f"{type(exc).__name__}: {message}"]
-    return [target, model, f"{time.perf_counter() - start:.2f} s", f"ok: {reply.text.strip()[:40]!r}"]
+    print(table(CHECK_HEADERS, [check_provider(spec).row() for spec in specs]))
 
 
 def switcher(magics: LLMMagics, args: argparse.Namespace) -> None:

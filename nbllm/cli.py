@@ -17,15 +17,13 @@ import contextlib
 import os
 import sys
 import time
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from nbllm import __version__
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.secrets import redact
-
-CHECK_PROMPT = "Reply with one word: pong"
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
 
 
 # -- output helpers -------------------------------------------------------------------------
@@ -35,38 +33,13 @@ def _out(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
     stream.flush()
 
 
-def _width(text: str) -> int:
-    """Terminal columns: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain, left-aligned text table with two spaces between columns."""
-    all_rows = [list(headers), *[list(r) for r in rows]]
-    widths = [max(_width(r[i]) for r in all_rows) for i in range(len(headers))]
-    lines = ["  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths, strict=True)).rstrip() for r in all_rows]
-    return "\n".join(lines)
-
-
-def _status(spec: Any) -> str:
-    """Whether a provider can be used now, and if not, which variable to set."""
-    from nbllm.keys import find_key
-
-    if find_key(spec) is not None:
-        return "ready"
-    if not spec.key_required or not (spec.key_env or spec.secret_env):
-        return "no key needed"
-    names = " + ".join([*spec.key_env[:1], *spec.secret_env[:1]])
-    return f"missing {names}"
-
-
 # -- commands -------------------------------------------------------------------------------
 def cmd_providers(args: argparse.Namespace) -> int:
     """Table of id, name, configured or not, base URL, default model."""
     from nbllm.config import load_specs
 
     specs = load_specs()
-    rows = [[s.id, s.label, _status(s), s.base_url or "-", s.default_model or "-"] for s in specs.values()]
+    rows = [[s.id, s.label, key_status(s), s.base_url or "-", s.default_model or "-"] for s in specs.values()]
     _out(table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
     return 0
 
@@ -148,54 +121,15 @@ def _model_of(session: Any, target: str | None) -> str:
     return model or get_spec(pid).default_model
 
 
-def _check_targets(ids: list[str]) -> list[Any]:
-    """Named providers, else every one with a key or a base URL the user changed."""
-    from nbllm.config import get_spec, load_specs
-    from nbllm.keys import find_key
-    from nbllm.providers.catalog import BUILTIN
-
-    specs = load_specs()
-    if ids:
-        return [get_spec(i, specs) for i in ids]
-    builtin_urls = {s.id: s.base_url for s in BUILTIN}
-    return [s for s in specs.values()
-            if (s.key_env and find_key(s) is not None) or s.base_url != builtin_urls.get(s.id)]
-
-
-def _check_one(spec: Any, timeout: float) -> list[str]:
-    from nbllm.chat import ChatRequest
-    from nbllm.keys import require_key
-    from nbllm.providers.base import collect, provider_class
-
-    model = spec.default_model
-    try:
-        provider = provider_class(spec.dialect)(spec, require_key(spec), timeout=timeout, max_retries=0)
-        request = ChatRequest(messages=[{"role": "user", "content": CHECK_PROMPT}], model=model,
-                              params={"max_tokens": 16})
-        try:
-            reply = collect(spec.id, model, provider.stream(request))
-        finally:
-            provider.close()
-    except NbllmError as exc:
-        return [spec.id, model, type(exc).__name__, "-", "-", _clip(exc.message, 70)]
-    first = f"{reply.first_token_s:.2f} s" if reply.first_token_s is not None else "-"
-    return [spec.id, model, "ok", first, f"{reply.total_s:.2f} s", _clip(reply.text.strip(), 30)]
-
-
-def _clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     """A tiny real request per provider; exit 1 when any of them failed."""
-    specs = _check_targets(args.providers)
+    specs = check_targets(args.providers)
     if not specs:
         raise ConfigError("No provider is configured, so there is nothing to check. Set a provider's key "
                           "(`nbllm providers` shows which variable), or name the providers to check.")
-    rows = [_check_one(spec, args.timeout) for spec in specs]
-    _out(table(["ID", "MODEL", "RESULT", "FIRST TOKEN", "TOTAL", "ANSWER / ERROR"], rows))
-    return 0 if all(r[2] == "ok" for r in rows) else 1
+    results = [check_provider(spec, args.timeout) for spec in specs]
+    _out(table(CHECK_HEADERS, [r.row() for r in results]))
+    return 0 if all(r.ok for r in results) else 1
 
 
 # -- parser ---------------------------------------------------------------------------------

@@ -43,9 +43,9 @@ def test_providers_and_its_list_alias(ipy: Shell, ernie: FakeOpenAIServer) -> No
     for command in ("%llm providers", "%llm list"):
         rows = {line.split()[0] if not line.startswith(" ") else line.split()[0]: line
                 for line in ipy.run(command).stdout.splitlines()[1:]}
-        assert rows["*"].split()[1] == "ernie" and " set " in rows["*"]
-        assert " missing " in rows["qwen"] and rows["qwen"].rstrip().endswith("qwen-plus")
-        assert " not needed " in rows["ollama"]
+        assert rows["*"].split()[1] == "ernie" and " ready " in rows["*"]
+        assert " missing DASHSCOPE_API_KEY " in rows["qwen"] and rows["qwen"].rstrip().endswith("qwen-plus")
+        assert " no key needed " in rows["ollama"]
 
 
 def test_models_from_the_provider_and_from_the_catalogue(ipy: Shell, use_fake) -> None:  # noqa: ANN001
@@ -110,12 +110,12 @@ def test_check_reports_each_provider(ipy: Shell, ernie: FakeOpenAIServer, use_fa
         ipy.secrets.append(use_fake("qwen", other))
         other.enqueue(qianfan_error(401, "invalid_api_key", "bad key"))
         lines = ipy.run("%llm check").stdout.splitlines()
-    assert lines[0].split() == ["provider", "model", "latency", "result"]
+    assert lines[0].split() == ["ID", "MODEL", "RESULT", "FIRST", "TOKEN", "TOTAL", "ANSWER", "/", "ERROR"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {"ernie", "qwen"}
-    assert "ok: 'echo: Reply with the single word OK.'" in rows["ernie"]
-    assert "AuthError: " in rows["qwen"]
-    assert ernie.chat_requests[-1].json["max_tokens"] == 8
+    assert rows["ernie"].split()[2] == "ok" and rows["ernie"].rstrip().endswith("echo: Reply with one word: po…")
+    assert rows["qwen"].split()[2] == "AuthError" and "bad key" in rows["qwen"]
+    assert ernie.chat_requests[-1].json["max_tokens"] == 16
 
 
 def test_switcher_displays_the_widget_bound_to_the_session(ipy: Shell, ernie: FakeOpenAIServer) -> None:

@@ -1,0 +1,104 @@
+"""Which providers are ready, and a tiny real request to prove it: shared by the CLI, the magics
+and the switcher, so all three say the same thing in the same words."""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nbllm.errors import NbllmError
+from nbllm.providers.catalog import ProviderSpec
+
+CHECK_PROMPT = "Reply with one word: pong"
+
+
+def key_status(spec: ProviderSpec) -> str:
+    """"ready", "no key needed", or which variable is missing."""
+    from nbllm.keys import find_key
+
+    if find_key(spec) is not None:
+        return "ready"
+    if not spec.key_required or not (spec.key_env or spec.secret_env):
+        return "no key needed"
+    return "missing " + " + ".join([*spec.key_env[:1], *spec.secret_env[:1]])
+
+
+def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
+    """The providers named, else every one with a key or a base URL the user changed."""
+    from nbllm.config import get_spec, load_specs
+    from nbllm.keys import find_key
+    from nbllm.providers.catalog import BUILTIN
+
+    specs = load_specs()
+    if ids:
+        return [get_spec(i, specs) for i in ids]
+    builtin_urls = {s.id: s.base_url for s in BUILTIN}
+    return [s for s in specs.values()
+            if (s.key_env and find_key(s) is not None) or s.base_url != builtin_urls.get(s.id)]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    provider: str
+    model: str
+    error: str | None  # the error class's name, None when the provider answered
+    first_token_s: float | None
+    total_s: float
+    detail: str  # the answer, or the error's one-paragraph message
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def row(self) -> list[str]:
+        if not self.ok:
+            return [self.provider, self.model, str(self.error), "-", "-", clip(self.detail, 70)]
+        first = f"{self.first_token_s:.2f} s" if self.first_token_s is not None else "-"
+        return [self.provider, self.model, "ok", first, f"{self.total_s:.2f} s", clip(self.detail, 30)]
+
+
+CHECK_HEADERS = ["ID", "MODEL", "RESULT", "FIRST TOKEN", "TOTAL", "ANSWER / ERROR"]
+
+
+def check_provider(spec: ProviderSpec, timeout: float = 30.0) -> CheckResult:
+    """Send CHECK_PROMPT once (no retries) and time it; failures are results, not raised."""
+    from nbllm.chat import ChatRequest
+    from nbllm.keys import require_key
+    from nbllm.providers.base import collect, provider_class
+
+    model = spec.default_model
+    start = time.perf_counter()
+    try:
+        provider = provider_class(spec.dialect)(spec, require_key(spec), timeout=timeout, max_retries=0)
+        request = ChatRequest(messages=[{"role": "user", "content": CHECK_PROMPT}], model=model,
+                              params={"max_tokens": 16})
+        try:
+            reply = collect(spec.id, model, provider.stream(request))
+        finally:
+            provider.close()
+    except NbllmError as exc:
+        return CheckResult(spec.id, model, type(exc).__name__, None, time.perf_counter() - start, exc.message)
+    return CheckResult(spec.id, model, None, reply.first_token_s, reply.total_s, reply.text)
+
+
+def clip(text: str, n: int) -> str:
+    """One line of at most n characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _width(text: str) -> int:
+    """Terminal columns: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain, left-aligned text table with two spaces between columns."""
+    all_rows = [list(headers), *[list(r) for r in rows]]
+    widths = [max(_width(r[i]) for r in all_rows) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in all_rows
+    )
