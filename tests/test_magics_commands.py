@@ -114,7 +114,7 @@ def test_check_reports_each_provider(ipy: Shell, ernie: FakeOpenAIServer, use_fa
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {"ernie", "qwen"}
     assert rows["ernie"].split()[2] == "ok" and rows["ernie"].rstrip().endswith("echo: Reply with one word: po…")
-    assert rows["qwen"].split()[2] == "AuthError" and "bad key" in rows["qwen"]
+    assert rows["qwen"].split()[2] == "AuthError" and "answered HTTP 401" in rows["qwen"]
     assert ernie.chat_requests[-1].json["max_tokens"] == 16
 
 
