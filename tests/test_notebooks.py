@@ -1,0 +1,236 @@
+"""The example notebooks, executed end to end in a real kernel (nbclient) against loopback servers.
+
+Each test copies notebooks/ to its tmp dir, routes the providers a notebook uses to fake servers
+(``NBLLM_<ID>_BASE_URL`` and the key variables, or the config file for custom providers), runs
+every cell and then checks what the cells showed and what the servers received. The saved
+notebooks themselves must carry no outputs and nothing shaped like a key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from nbllm.secrets import redact
+from tests.conftest import UseFake
+from tests.fakes.loopback import RecordedRequest
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.opennmt_server import FakeOpenNMTServer
+
+pytestmark = pytest.mark.timeout(240)
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+EXAMPLES = ("quickstart.ipynb", "switch-providers.ipynb", "convert-openai-notebooks.ipynb",
+            "translate-with-opennmt.ipynb")
+
+
+# -- running a notebook ---------------------------------------------------------------------------
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of notebooks/ to run in; the kernel's IPython profile and temp files stay in tmp_path."""
+    work = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    return work
+
+
+def execute(work: Path, name: str) -> nbformat.NotebookNode:
+    """Run every cell in a fresh python3 kernel whose working directory is the notebook's folder."""
+    nb = nbformat.read(work / name, as_version=4)
+    NotebookClient(nb, timeout=90, kernel_name="python3", resources={"metadata": {"path": str(work)}}).execute()
+    return nb
+
+
+def cell(nb: nbformat.NotebookNode, start: str) -> nbformat.NotebookNode:
+    """The one code cell whose source starts with ``start``."""
+    found = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(start)]
+    assert len(found) == 1, f"{len(found)} cells start with {start!r}"
+    return found[0]
+
+
+def shown(c: nbformat.NotebookNode) -> list[str]:
+    """What a cell showed, output by output: printed text, or the Markdown/plain text of a display."""
+    texts = []
+    for out in c.outputs:
+        if out.output_type == "stream":
+            texts.append(out.text)
+        elif out.output_type == "error":
+            texts.append(f"{out.ename}: {out.evalue}")
+        else:
+            texts.append(out.data.get("text/markdown") or out.data.get("text/plain", ""))
+    return texts
+
+
+def printed(c: nbformat.NotebookNode) -> str:
+    return "".join(out.text for out in c.outputs if out.output_type == "stream")
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The body rows of a Markdown table."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")][2:]
+    return [[part.strip() for part in line.strip("|").split("|")] for line in lines]
+
+
+def asked(server: FakeOpenAIServer, text: str) -> list[RecordedRequest]:
+    """The chat requests whose last message contains ``text``."""
+    return [r for r in server.chat_requests if text in r.json["messages"][-1]["content"]]
+
+
+def assert_no_keys(nb: nbformat.NotebookNode, keys: list[str]) -> None:
+    dumped = json.dumps(nb, ensure_ascii=False)
+    for key in keys:
+        assert key not in dumped
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, FakeOpenAIServer]]:
+    """One loopback OpenAI-compatible server per provider, so each can be checked on its own."""
+    started: dict[str, FakeOpenAIServer] = {}
+    try:
+        for pid in ("ernie", "qwen", "deepseek", "hunyuan"):
+            started[pid] = FakeOpenAIServer().start()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+# -- the saved notebooks --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_saved_example_has_clean_outputs(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert len(code) >= 4
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_no_saved_notebook_holds_anything_shaped_like_a_key() -> None:
+    paths = sorted(NOTEBOOKS.rglob("*.ipynb"))
+    assert len(paths) >= len(EXAMPLES) + 1  # the examples and the legacy sample
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        assert redact(text) == text, f"{path.name} holds key-shaped text"
+        assert not re.search(r"sk-[A-Za-z0-9]{16,}", text)
+
+
+# -- quickstart -----------------------------------------------------------------------------------
+def test_quickstart(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fake: UseFake) -> None:
+    keys = [use_fake(pid, servers[pid]) for pid in ("ernie", "qwen", "deepseek")]
+    ernie, qwen, deepseek = servers["ernie"], servers["qwen"], servers["deepseek"]
+    nb = execute(workdir, "quickstart.ipynb")
+
+    providers = printed(cell(nb, "%llm providers"))
+    rows = {line.split()[1 if line.startswith("*") else 0]: line for line in providers.splitlines()[1:]}
+    assert rows["ernie"].startswith("*") and rows["ernie"].endswith("ernie-4.0-turbo-8k")
+    assert "missing" not in rows["ernie"] and "missing" not in rows["qwen"]
+    assert "missing" in rows["glm"] and "missing" in rows["hunyuan"]  # no key set for them
+    assert printed(cell(nb, "%llm use ernie")) == "Using ernie for the following cells.\n"
+
+    first = shown(cell(nb, "%%llm\nIn one sentence"))
+    assert first[0] == "echo: In one sentence, what is a Jupyter kernel?"
+    assert first[1].startswith("ernie · ernie-4.0-turbo-8k · first token ")
+
+    (with_table,) = asked(ernie, "Which city in this table")
+    assert "1  Shanghai          24.9" in with_table.json["messages"][-1]["content"]
+    assert printed(cell(nb, "print(biggest)")).startswith("echo: Which city in this table has the most people?")
+
+    (follow_up,) = asked(ernie, "And which one has the fewest?")
+    roles = [m["role"] for m in follow_up.json["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant", "user"]
+    assert follow_up.json["messages"][1]["content"] == "echo: In one sentence, what is a Jupyter kernel?"
+    assert "[user] And which one has the fewest?" in printed(cell(nb, "%llm history"))
+
+    (one_off,) = asked(qwen, "Name one famous dish from Sichuan.")
+    assert one_off.json["model"] == "qwen-plus" and one_off.json["temperature"] == 0.2
+    assert one_off.json["messages"][0] == {"role": "system", "content": "Answer in Simplified Chinese."}
+    assert len(one_off.json["messages"]) == 2  # --no-history
+
+    sections, table = shown(cell(nb, "%%llm -p ernie,qwen,deepseek"))
+    rows = table_rows(table)
+    assert [(r[0], r[1], r[5]) for r in rows] == [
+        ("ernie", "ernie-4.0-turbo-8k", ""), ("qwen", "qwen-plus", ""), ("deepseek", "deepseek-chat", "")]
+    assert sections.count("echo: Explain recursion to a ten-year-old in two sentences.") == 3
+    for server in (ernie, qwen, deepseek):
+        assert len(asked(server, "Explain recursion")) == 1
+
+    api = printed(cell(nb, "import nbllm"))
+    assert re.fullmatch(r"echo: Write a haiku about notebooks\.\ndeepseek:deepseek-chat, \d+ tokens\n", api)
+    assert printed(cell(nb, "for piece in nbllm.stream")) == "echo: Count from one to five.\n"
+    assert asked(qwen, "Count from one to five.")[0].json["model"] == "qwen-turbo"
+    assert asked(deepseek, "Write a haiku")[0].headers["authorization"] == f"Bearer {keys[2]}"
+    assert_no_keys(nb, keys)
+
+
+# -- translation ----------------------------------------------------------------------------------
+def test_translate_with_opennmt(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fake: UseFake,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    key = use_fake("hunyuan", servers["hunyuan"])
+    hunyuan = servers["hunyuan"]
+    with FakeOpenNMTServer() as nmt:
+        monkeypatch.setenv("NBLLM_OPENNMT_BASE_URL", nmt.base_url)
+        nb = execute(workdir, "translate-with-opennmt.ipynb")
+        sources = nmt.sources()
+
+    assert printed(cell(nb, "%llm models opennmt")).splitlines()[1:] == ["* 100", "  101"]
+    lines = shown(cell(nb, "%%llm opennmt:100"))
+    assert lines[0] == "hallo welt\n\ngut morgen\ndie katze schläft"
+    assert lines[1].startswith("opennmt · 100 · first token ")
+
+    frame = cell(nb, "import pandas as pd").outputs[0].data["text/plain"].splitlines()
+    assert [line.split()[-2:] for line in frame[1:]] == [
+        ["hallo", "welt"], ["gut", "morgen"], ["bin", "hier"], ["katze", "schläft"]]
+    assert sources == ["Hello world", "Good morning", "The cat sleeps",
+                       "Hello world", "Good morning", "I am here", "The cat sleeps", "I am here"]
+
+    (chat,) = asked(hunyuan, "Hello world\nGood morning")
+    assert chat.json["model"] == "hy-mt2-pro"
+    assert chat.json["messages"][0]["content"].startswith("Translate the user's text into German.")
+    assert shown(cell(nb, "%%llm hunyuan:hy-mt2-pro"))[0] == "echo: Hello world\nGood morning"
+
+    sections, table = shown(cell(nb, "%%llm -p opennmt:100,hunyuan:hy-mt2-pro"))
+    assert [(r[0], r[1], r[5]) for r in table_rows(table)] == [("opennmt", "100", ""), ("hunyuan", "hy-mt2-pro", "")]
+    assert "ich bin hier" in sections and "echo: I am here" in sections
+    assert_no_keys(nb, [key])
+
+
+# -- conversion -----------------------------------------------------------------------------------
+def test_convert_openai_notebooks(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fake: UseFake) -> None:
+    key = use_fake("ernie", servers["ernie"])
+    ernie = servers["ernie"]
+    legacy = {p.name: p.read_bytes() for p in (workdir / "legacy").iterdir()}
+    nb = execute(workdir, "convert-openai-notebooks.ipynb")
+
+    preview = printed(cell(nb, "%llm convert legacy"))
+    assert "--- a/legacy/01_chat_completion_openai028.ipynb#cell-5\n" in preview
+    assert "-    response = openai.ChatCompletion.create(\n+    response = client.chat.completions.create(\n" in preview
+    assert (f'+client = openai.OpenAI(base_url="{ernie.base_url}", api_key=os.getenv("QIANFAN_API_KEY"))\n'
+            in preview)
+    assert re.search(r"would change\s+5\n\s+unchanged\s+1\n", preview)
+    assert {p.name: p.read_bytes() for p in (workdir / "legacy").iterdir()} == legacy  # --dry-run wrote nothing
+
+    converted = printed(cell(nb, "%llm convert {work} --to ernie --diff"))
+    assert f'+client = OpenAI(base_url="{ernie.base_url}", api_key=os.environ["QIANFAN_API_KEY"])\n' in converted
+    assert '-    model="gpt-4o",\n+    model="ernie-4.5-turbo-128k",\n' in converted
+    assert re.search(r"changed\s+2\n", converted)
+
+    assert printed(cell(nb, "%run {work}/old_style.py")) == "echo: Say hello to the converted code.\n"
+    assert printed(cell(nb, "%run {work}/new_style.py")) == "echo: Stream a short greeting.\n"
+    (old,) = asked(ernie, "Say hello to the converted code.")
+    (new,) = asked(ernie, "Stream a short greeting.")
+    assert (old.json["model"], old.json.get("stream", False)) == ("ernie-speed-128k", False)
+    assert (new.json["model"], new.json["stream"]) == ("ernie-4.5-turbo-128k", True)
+    assert old.headers["authorization"] == new.headers["authorization"] == f"Bearer {key}"
+
+    again = printed(cell(nb, "%llm convert {work} --to ernie --check"))
+    assert re.search(r"would change\s+0\n\s+unchanged\s+2\n", again)
+    assert_no_keys(nb, [key])
