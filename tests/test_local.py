@@ -31,8 +31,9 @@ def _prompt_tokens(path: Path, messages: list[dict[str, str]]) -> int:
     import jinja2
 
     model, _ = local.load_model(path, {})
-    prompt = jinja2.Template(CHAT_TEMPLATE).render(messages=messages, eos_token="</s>", add_generation_prompt=True)
-    return len(model.tokenize(prompt.encode(), add_bos=True, special=True))
+    prompt = jinja2.Template(CHAT_TEMPLATE).render(messages=messages, bos_token="<s>", eos_token="</s>",
+                                                   add_generation_prompt=True)
+    return len(model.tokenize(prompt.encode(), add_bos=False, special=True))  # the template has the BOS
 
 
 def test_no_model_path_says_what_to_set() -> None:
@@ -103,14 +104,14 @@ def test_gguf_path_as_the_model_name(tiny_gguf: Path) -> None:
 def test_load_options_from_the_config_file_and_context_overflow(tiny_gguf: Path, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(f'[providers.local]\nbase_url = "{tiny_gguf}"\nextra_body = {{ n_ctx = 64 }}\n',
+    config.write_text(f'[providers.local]\nbase_url = "{tiny_gguf}"\nextra_body = {{ n_ctx = 256 }}\n',
                       encoding="utf-8")
     monkeypatch.setenv("NBLLM_CONFIG", str(config))
     with pytest.raises(BadRequestError) as info:
         nbllm.chat(" ".join(["river"] * 200), provider="local", max_tokens=4)
-    assert "exceed context window of 64" in info.value.message
+    assert "exceed context window of 256" in info.value.message
     assert "n_ctx" in info.value.message
-    assert (str(tiny_gguf), (("n_ctx", 64),)) in local._loaded
+    assert (str(tiny_gguf), (("n_ctx", 256),)) in local._loaded
 
 
 @pytest.mark.llamacpp

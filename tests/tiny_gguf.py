@@ -7,7 +7,7 @@ punctuation and a few hundred words), plus a chat template in ``tokenizer.chat_t
 
 Random weights give gibberish, so one trick keeps it readable: embedding dimension 0 is a
 constant that no layer writes to, and the output projection reads it as a per-token bias that
-favours the word pieces. Generated text is then made of printable words (never stray bytes or
+favours whole words. Generated text is then made of printable words (never stray bytes or
 end-of-sequence), so streams are long and non-empty, and generation stops at max_tokens.
 """
 
@@ -24,7 +24,7 @@ N_FF = 128
 N_LAYER = 2
 CONTEXT = 2048
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}"
+    "{{ bos_token }}{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
 _WORD_TEXT = (
@@ -59,7 +59,7 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def _tensors(n_vocab: int, readable: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def _tensors(n_vocab: int, bias: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
 
     def rand(*shape: int, scale: float = 0.1) -> np.ndarray:
@@ -68,7 +68,7 @@ def _tensors(n_vocab: int, readable: np.ndarray, seed: int) -> dict[str, np.ndar
     embd = rand(n_vocab, N_EMBD)
     embd[:, 0] = 4.0  # the constant "bias" dimension
     out = rand(n_vocab, N_EMBD, scale=0.5)
-    out[:, 0] = np.where(readable, 1.0, -1.5)
+    out[:, 0] = bias
     tensors = {"token_embd.weight": embd, "output_norm.weight": np.ones(N_EMBD, np.float32), "output.weight": out}
     for layer in range(N_LAYER):
         attn_out, ffn_down = rand(N_EMBD, N_EMBD), rand(N_EMBD, N_FF)
@@ -93,7 +93,9 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
     import gguf
 
     tokens, scores, types = vocabulary()
-    readable = np.array([t == NORMAL for t in types])
+    # Whole words first, other printable pieces rarely, control and byte tokens never.
+    bias = np.array([1.0 if k == NORMAL and t.startswith("\u2581") and len(t) > 2 else 0.2 if k == NORMAL else -1.5
+                     for t, k in zip(tokens, types, strict=True)], dtype=np.float32)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("nbllm-tiny-random")
     writer.add_context_length(CONTEXT)
@@ -116,7 +118,7 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     writer.add_chat_template(CHAT_TEMPLATE)
-    for name, array in _tensors(len(tokens), readable, seed).items():
+    for name, array in _tensors(len(tokens), bias, seed).items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -9,6 +9,7 @@ loading, the others are default sampling options. A loaded model is kept per pat
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,14 +56,23 @@ def load_model(path: Path, options: dict[str, Any]) -> tuple[Any, threading.Lock
                     f"llama-cpp-python could not load {path} ({exc}). Check that it is a complete GGUF file "
                     "(re-download it) and that this llama-cpp-python version supports its architecture."
                 ) from exc
+            if not _loaded:
+                # Free models before interpreter shutdown tears down llama_cpp's module globals
+                # (registering again after an unload is harmless: unloading twice frees nothing).
+                atexit.unregister(unload_models)
+                atexit.register(unload_models)
             _loaded[key] = (model, threading.Lock())
         return _loaded[key]
 
 
 def unload_models() -> None:
-    """Forget every loaded model (their memory is freed once no call uses them)."""
+    """Free every loaded model, each once no call is using it."""
     with _loading:
+        models = list(_loaded.values())
         _loaded.clear()
+    for model, lock in models:
+        with lock:
+            model.close()
 
 
 class _TokenCounter:
