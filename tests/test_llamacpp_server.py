@@ -6,6 +6,7 @@ pieces, finish reason, token counts, the key kept secret), never content.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -142,3 +143,41 @@ def test_cell_magic_streams_the_answer(llamacpp: str, capsys: pytest.CaptureFixt
     finally:
         shell.run_line_magic("unload_ext", "nbllm")
         InteractiveShell.clear_instance()
+
+
+def test_converted_notebook_runs_against_the_server(llamacpp: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenAI notebook, converted with `nbllm convert --to llamacpp`, runs in a real kernel."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import os\nfrom openai import OpenAI\nclient = OpenAI(api_key=os.environ['OPENAI_API_KEY'])"),
+        nbformat.v4.new_code_cell(
+            'resp = client.chat.completions.create(model="gpt-4o-mini", max_tokens=8,\n'
+            '                                      messages=[{"role": "user", "content": "hello"}])\n'
+            "print(resp.choices[0].message.content, resp.choices[0].finish_reason, resp.usage.completion_tokens)"),
+        nbformat.v4.new_code_cell(
+            'stream = client.chat.completions.create(model="gpt-4o", max_tokens=8, stream=True,\n'
+            '                                        messages=[{"role": "user", "content": "hi"}])\n'
+            'pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]\n'
+            "print(len(pieces))"),
+    ]
+    nbformat.write(nb, tmp_path / "openai-demo.ipynb")
+    env = {**os.environ, "NBLLM_CONFIG": str(tmp_path / "none.toml")}
+    done = subprocess.run([sys.executable, "-m", "nbllm", "convert", "openai-demo.ipynb", "--to", "llamacpp",
+                           "--output-dir", "out", "--quiet"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    converted = nbformat.read(tmp_path / "out" / "openai-demo.ipynb", as_version=4)
+    assert f'base_url="{llamacpp}"' in converted.cells[0].source
+    assert "os.environ['LLAMACPP_API_KEY']" in converted.cells[0].source
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    NotebookClient(converted, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    answer = "".join(o.get("text", "") for o in converted.cells[1].outputs)
+    words = answer.split()
+    assert words[-2:] == ["length", "8"] and len(words) > 2
+    assert int("".join(o.get("text", "") for o in converted.cells[2].outputs)) >= 4
+    assert API_KEY not in json.dumps(converted)
