@@ -234,3 +234,69 @@ def test_convert_openai_notebooks(workdir: Path, servers: dict[str, FakeOpenAISe
     again = printed(cell(nb, "%llm convert {work} --to ernie --check"))
     assert re.search(r"would change\s+0\n\s+unchanged\s+2\n", again)
     assert_no_keys(nb, [key])
+
+
+# -- switching providers --------------------------------------------------------------------------
+def _local_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Give the kernel the tiny GGUF when llama-cpp-python is installed; report whether it is."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False
+    from tests.tiny_gguf import shared_tiny_gguf
+
+    monkeypatch.setenv("NBLLM_LOCAL_MODEL", str(shared_tiny_gguf(tmp_path)))
+    return True
+
+
+def test_switch_providers(workdir: Path, tmp_path: Path, use_fake: UseFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes.ollama_server import FakeOllamaServer
+
+    with FakeOpenAIServer() as cloud, FakeOpenAIServer(api_key="gateway-key-5d1e0c7a9b") as gateway, \
+            FakeOpenAIServer(require_auth=False) as llamacpp, FakeOllamaServer() as ollama:
+        key = use_fake("deepseek", cloud)
+        monkeypatch.setenv("NBLLM_DEFAULT", "deepseek")
+        config = tmp_path / "config.toml"
+        config.write_text(f'[providers.gateway]\nbase_url = "{gateway.base_url}"\nkey_env = "GATEWAY_KEY"\n'
+                          'models = ["qwen2.5-72b-instruct"]\n', encoding="utf-8")
+        monkeypatch.setenv("NBLLM_CONFIG", str(config))
+        monkeypatch.setenv("GATEWAY_KEY", gateway.api_key)
+        monkeypatch.setenv("OLLAMA_HOST", ollama.url)
+        monkeypatch.setenv("NBLLM_LLAMACPP_BASE_URL", llamacpp.base_url)
+        has_local = _local_model(tmp_path, monkeypatch)
+        nb = execute(workdir, "switch-providers.ipynb")
+
+    # The cells tests/test_browser.py drives keep their places: %%llm at 4, the target at 6, an empty cell at 7.
+    assert nb.cells[4].source.startswith("%%llm\n") and nb.cells[7].source == ""
+    assert nb.cells[2].outputs[0].data["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert shown(nb.cells[4])[0] == "echo: In one sentence, why would a notebook switch LLM providers?"
+    assert printed(nb.cells[6]) == "deepseek\n"
+
+    assert printed(cell(nb, "before = default_session().target")) == \
+        "Using deepseek:deepseek-reasoner for the following cells.\n"
+    (bare,) = [c for c in nb.cells if c.source == "%llm"]
+    status = printed(bare)
+    assert re.search(r"^provider: deepseek \(DeepSeek\)", status, re.M)
+    assert re.search(r"^model:\s+deepseek-reasoner$", status, re.M)
+    assert printed(cell(nb, "%llm use {before}")) == "Using deepseek for the following cells.\n"
+
+    assert printed(cell(nb, "from nbllm.config import config_path")) == f"{config}\n"
+    assert re.search(r"^\s+gateway\s+gateway\s", printed(cell(nb, "%llm providers")), re.M)
+    answer = shown(cell(nb, "%%llm gateway"))
+    assert answer[0] == "echo: Which model are you?"
+    assert answer[1].startswith("gateway · qwen2.5-72b-instruct · ")
+    assert gateway.chat_requests[-1].headers["authorization"] == "Bearer gateway-key-5d1e0c7a9b"
+
+    checks = printed(cell(nb, "%llm check ollama llamacpp")).splitlines()
+    assert [line.split()[:3] for line in checks[1:]] == [["ollama", "qwen2.5:7b", "ok"], ["llamacpp", "default", "ok"]]
+    assert "qwen2.5:7b" in printed(cell(nb, "%llm models ollama")).split()
+    assert shown(cell(nb, "%%llm ollama:qwen2.5:7b"))[0] == "echo: Say hello from a local model."
+    assert ollama.chat_requests[-1].json["model"] == "qwen2.5:7b"
+    assert shown(cell(nb, "%%llm llamacpp"))[0] == "echo: Say hello from llama.cpp."
+
+    local = printed(cell(nb, "import nbllm"))
+    if has_local:
+        assert local.strip() and "NBLLM_LOCAL_MODEL" not in local
+    else:
+        assert "NBLLM_LOCAL_MODEL=/path/to/model.gguf" in local
+    assert_no_keys(nb, [key, gateway.api_key])
