@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +263,39 @@ def test_body_moves_system_renames_options_and_merges_extra_body() -> None:
         "stream": True, "disable_search": True, "system": "S1\n\nS2",
         "max_output_tokens": 9, "stop": ["END"], "user_id": "u-1", "top_p": 0.5,
     }
+
+
+def test_cli_answers_and_shows_no_secret(env: FakeErnieServer, tmp_path: Path) -> None:
+    run_env = {**os.environ, "NBLLM_CONFIG": str(tmp_path / "none.toml")}
+    ok = subprocess.run([sys.executable, "-m", "nbllm", "chat", "-p", "ernie-v1:ERNIE-4.0-8K", "--stats", "你好"],
+                        capture_output=True, text=True, env=run_env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "echo: 你好"
+    env.enqueue(*[ErnieError(336501, "Rate limit reached for RPM")] * 3)
+    failed = subprocess.run([sys.executable, "-m", "nbllm", "chat", "-p", "ernie-v1", "again"],
+                            capture_output=True, text=True, env=run_env, timeout=60)
+    assert failed.returncode != 0
+    assert "(code 336501)" in failed.stderr and "Wait a moment" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert_no_secret(env, ok.stdout, ok.stderr, failed.stdout, failed.stderr)
+
+
+def test_cell_magic_answers_and_errors_show_no_secret(env: FakeErnieServer,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "nbllm")
+        assert shell.run_cell("%%llm -p ernie-v1 -o said\n你好").success
+        assert shell.user_ns["said"] == "echo: 你好"
+        env.expire_tokens()
+        env.enqueue(ErnieError(17, "Open api daily request limit reached"))
+        failed = shell.run_cell("%%llm -p ernie-v1 --no-history\nagain")
+        assert isinstance(failed.error_in_exec, QuotaError)
+        shown = capsys.readouterr()
+        assert "echo: 你好" in shown.out and "Open api daily request limit reached" in shown.out + shown.err
+        assert_no_secret(env, shown.out, shown.err)
+    finally:
+        shell.run_line_magic("unload_ext", "nbllm")
+        InteractiveShell.clear_instance()
