@@ -295,8 +295,8 @@ def test_switch_providers(workdir: Path, tmp_path: Path, use_fake: UseFake, monk
     assert shown(cell(nb, "%%llm llamacpp"))[0] == "echo: Say hello from llama.cpp."
 
     local = printed(cell(nb, "import nbllm"))
-    if has_local:
-        assert local.strip() and "NBLLM_LOCAL_MODEL" not in local
+    if has_local:  # the tiny model never stops early, so it uses every token it may
+        assert local.endswith("\n[24 tokens]\n") and len(local.split()) > 3
     else:
         assert "NBLLM_LOCAL_MODEL=/path/to/model.gguf" in local
     assert_no_keys(nb, [key, gateway.api_key])
