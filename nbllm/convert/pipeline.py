@@ -89,7 +89,12 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
 
 
 def _restore(cells: list[CodeCell], parts: list[str], target: Target, scratch: Scratch, outcome: Outcome) -> None:
-    """Put magics back (rewritten where needed), add ``import os`` once, keep only real changes."""
+    """Put magics back (rewritten where needed), add ``import os`` once, keep only real changes.
+
+    A cell counts as changed only when a codemod recorded a change in it: libcst re-renders a
+    few odd whitespace layouts differently, and such noise must never reach a notebook.
+    """
+    touched = {i.cell for i in outcome.items if not i.warning}
     os_done = False
     for cell, part in zip(cells, parts, strict=True):
         if cell.skip:
@@ -99,13 +104,15 @@ def _restore(cells: list[CodeCell], parts: list[str], target: Target, scratch: S
             lineno = int(token[:-2].rsplit("_", 1)[1]) + 1
             masks[token], events = rewrite_magic(line, target, bool(scratch.migrated), lineno)
             outcome.items += [Item(e.kind, e.message, cell.index + 1, e.line, e.warning) for e in events]
-        if not os_done and scratch.needs_os and "os.environ" in part and part != cell.masked:
+        if masks == cell.masks and cell.index + 1 not in touched:
+            continue
+        if not os_done and scratch.needs_os and "os.environ" in part and cell.index + 1 in touched:
             os_done = _imports_os_before(cells, cell)
             if not os_done:
                 part = _add_import_os(part, cell.cell_magic)
                 outcome.items.append(Item("import", "import os added", cell.index + 1, 1))
                 os_done = True
-        text = restore_text(cell, part, masks)
+        text = restore_text(cell, part if cell.index + 1 in touched else cell.masked, masks)
         if text is None:
             raise RuntimeError(f"an IPython line of cell {cell.index + 1} was lost")
         if text != cell.text:
