@@ -289,15 +289,44 @@ def route(provider_id: str, base_url: str, key: str = "bench-key-0000") -> None:
 
 
 def fake_openai_server(**kwargs: Any) -> Any:
-    """tests/fakes' ``FakeOpenAIServer`` with TCP_NODELAY on its connections (not started).
+    """tests/fakes' ``FakeOpenAIServer`` with TCP_NODELAY, counting connections (not started).
 
     The fake writes every SSE event as its own small send; with Nagle's algorithm on, each
     request then waits for the client's delayed ACK (~40 ms on Linux loopback), which would
     swamp every figure. Real servers (uvicorn, nginx, vLLM) set TCP_NODELAY too.
+    ``server.connections`` counts the TCP connections accepted, to see keep-alive at work.
     """
     use_repo()
     from tests.fakes.openai_server import FakeOpenAIServer
 
-    handler = type("NoDelayHandler", (FakeOpenAIServer.handler_class,), {"disable_nagle_algorithm": True})
-    server_class = type("NoDelayFakeOpenAIServer", (FakeOpenAIServer,), {"handler_class": handler})
+    def setup(handler: Any) -> None:
+        FakeOpenAIServer.handler_class.setup(handler)
+        with handler.owner.lock:
+            handler.owner.connections += 1
+
+    handler = type("NoDelayHandler", (FakeOpenAIServer.handler_class,), {"disable_nagle_algorithm": True,
+                                                                         "setup": setup})
+    server_class = type("NoDelayFakeOpenAIServer", (FakeOpenAIServer,), {"handler_class": handler, "connections": 0})
     return server_class(**kwargs)
+
+
+class CachedPluginScan:
+    """What-if, as a context: ``nbllm.config`` scans the plugin entry points once, not per call.
+
+    ``load_specs()`` runs ``importlib.metadata.entry_points()`` (a read of every installed
+    distribution's metadata) on every call; inside this context it gets the first result again.
+    """
+
+    def __init__(self) -> None:
+        import nbllm.config
+
+        self._module = nbllm.config
+        self._real = nbllm.config._plugin_specs
+        found = self._real()
+        self._cached = lambda: list(found)
+
+    def __enter__(self) -> None:
+        self._module._plugin_specs = self._cached
+
+    def __exit__(self, *exc: object) -> None:
+        self._module._plugin_specs = self._real

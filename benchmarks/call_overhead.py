@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from benchkit import (
+    CachedPluginScan,
     Check,
     Stats,
     Table,
@@ -39,22 +41,27 @@ TARGET_ADDED_S = 0.002
 PROMPT = "hi"
 CELL = f"%%llm -p ernie --no-history\n{PROMPT}"
 WHAT_IF = "what-if: nbllm.chat(), plugin scan cached"
+WHAT_IF_CELL = "what-if: shell cell: %%llm, plugin scan cached"
 
 
 class Block:
     """A variant whose sample is the mean wall time per call of a block; CPU per call kept aside."""
 
-    def __init__(self, fn: Callable[[], Any], calls: int) -> None:
+    def __init__(self, fn: Callable[[], Any], calls: int, server: Any) -> None:
         self.fn = fn
         self.calls = calls
+        self.server = server
         self.cpu: list[float] = []
+        self.connections = 0
 
     def __call__(self) -> float:
+        conn0 = self.server.connections
         cpu0, wall0 = time.thread_time(), time.perf_counter()
         for _ in range(self.calls):
             self.fn()
         wall = (time.perf_counter() - wall0) / self.calls
         self.cpu.append((time.thread_time() - cpu0) / self.calls)
+        self.connections += self.server.connections - conn0
         return wall
 
 
@@ -81,22 +88,17 @@ def _bare_post(server: Any) -> Callable[[], None]:
 def _cached_plugins_chat() -> Callable[[], None]:
     """What-if: nbllm.chat with the entry-point scan for plugins done once per process, not per call."""
     import nbllm
-    import nbllm.config
 
-    real = nbllm.config._plugin_specs
-    found = real()
+    cached = CachedPluginScan()
 
     def call() -> None:
-        nbllm.config._plugin_specs = lambda: found
-        try:
+        with cached:
             nbllm.chat(PROMPT, provider="ernie")
-        finally:
-            nbllm.config._plugin_specs = real
 
     return call
 
 
-def _shell(bare: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], None]]:
+def _shell(bare: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
     """A real shell with the extension loaded: run %%llm, or the bare POST as a cell."""
     from IPython.core.displaypub import CapturingDisplayPublisher
     from IPython.core.interactiveshell import InteractiveShell
@@ -107,16 +109,19 @@ def _shell(bare: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], N
     shell.display_pub = publisher
     shell.user_ns["_bench_post"] = bare
 
-    def run(code: str) -> Callable[[], None]:
+    cached = CachedPluginScan()
+
+    def run(code: str, what_if: bool = False) -> Callable[[], None]:
         def cell() -> None:
-            result = shell.run_cell(code)
+            with cached if what_if else nullcontext():
+                result = shell.run_cell(code)
             publisher.outputs.clear()
             if not result.success:
                 raise RuntimeError(f"cell failed: {result.error_in_exec or result.error_before_exec}")
 
         return cell
 
-    return run(CELL), run("_bench_post()")
+    return run(CELL), run(CELL, what_if=True), run("_bench_post()")
 
 
 def measure(rounds: int, calls: int) -> tuple[dict[str, Stats], dict[str, Block]]:
@@ -126,13 +131,14 @@ def measure(rounds: int, calls: int) -> tuple[dict[str, Stats], dict[str, Block]
     with fake_openai_server() as server:
         route("ernie", server.base_url)
         bare = _bare_post(server)
-        llm_cell, bare_cell = _shell(bare)
+        llm_cell, llm_cell_cached, bare_cell = _shell(bare)
         blocks = {
-            "bare httpx POST": Block(bare, calls),
-            "nbllm.chat()": Block(lambda: nbllm.chat(PROMPT, provider="ernie"), calls),
-            WHAT_IF: Block(_cached_plugins_chat(), calls),
-            "shell cell: bare httpx POST": Block(bare_cell, calls),
-            "shell cell: %%llm": Block(llm_cell, calls),
+            "bare httpx POST": Block(bare, calls, server),
+            "nbllm.chat()": Block(lambda: nbllm.chat(PROMPT, provider="ernie"), calls, server),
+            WHAT_IF: Block(_cached_plugins_chat(), calls, server),
+            "shell cell: bare httpx POST": Block(bare_cell, calls, server),
+            "shell cell: %%llm": Block(llm_cell, calls, server),
+            WHAT_IF_CELL: Block(llm_cell_cached, calls, server),
         }
         walls = interleave(dict(blocks), rounds, warmup=1)
         bodies = {r.body for r in server.chat_requests}
@@ -146,24 +152,27 @@ def measure(rounds: int, calls: int) -> tuple[dict[str, Stats], dict[str, Block]
 def report(walls: dict[str, Stats], blocks: dict[str, Block], rounds: int, calls: int) -> tuple[list[Table], list[Check]]:
     table = Table(f"Per-call overhead: loopback server answering at once, {rounds} blocks x {calls} calls per variant",
                   ["variant", "per call (median)", "spread of block means", "ratio", "added per call",
-                   "client CPU per call", "added CPU"])
+                   "client CPU per call", "added CPU", "new connections per call"])
     pairs = [("bare httpx POST", None), ("nbllm.chat()", "bare httpx POST"), (WHAT_IF, "bare httpx POST"),
-             ("shell cell: bare httpx POST", None), ("shell cell: %%llm", "shell cell: bare httpx POST")]
+             ("shell cell: bare httpx POST", None), ("shell cell: %%llm", "shell cell: bare httpx POST"),
+             (WHAT_IF_CELL, "shell cell: bare httpx POST")]
     added: dict[str, float] = {}
     for name, base in pairs:
         wall, cpu = walls[name], stats(blocks[name].cpu)
+        block = blocks[name]
+        conns = f"{block.connections / (block.calls * (rounds + 1)):.2f}"
         if base is None:
-            table.add(name, fmt_time(wall.median), wall.spread(fmt_time), "", "", fmt_time(cpu.median), "")
+            table.add(name, fmt_time(wall.median), wall.spread(fmt_time), "", "", fmt_time(cpu.median), "", conns)
             continue
         added[name] = wall.median - walls[base].median
         base_cpu = stats(blocks[base].cpu)
         table.add(name, fmt_time(wall.median), wall.spread(fmt_time), fmt_ratio(ratio(wall, walls[base])),
-                  fmt_time(added[name]), fmt_time(cpu.median), fmt_time(cpu.median - base_cpu.median))
+                  fmt_time(added[name]), fmt_time(cpu.median), fmt_time(cpu.median - base_cpu.median), conns)
     table.notes.append("every variant sent the byte-identical request body; `nbllm.chat` is compared with the bare "
                        "POST, `%%llm` with the bare POST run as a cell of the same shell")
     table.notes.append("the answer is the fake's 'echo: hi' (2 content chunks, finish, usage, [DONE]) over one "
                        "kept-alive connection")
-    table.notes.append(f"'{WHAT_IF}' replaces nbllm.config._plugin_specs by its first result for the call: the "
+    table.notes.append("what-if rows replace nbllm.config._plugin_specs by its first result during the call: the "
                        "importlib.metadata entry-point scan that load_specs() repeats on every call")
     checks = [Check(f"{name}: added per call", fmt_time(added[name]), "< 2 ms", added[name] < TARGET_ADDED_S)
               for name in ("nbllm.chat()", "shell cell: %%llm")]

@@ -87,7 +87,8 @@ def cli_run(corpus: Path, jobs: int, work: Path) -> dict[str, Any]:
             output.seek(0)
             raise RuntimeError(f"nbllm convert failed ({proc.returncode}): {output.read().decode()[-2000:]}")
     summary = json.loads(report.read_text(encoding="utf-8"))["summary"]
-    return {"wall": wall, "tree_peak": sampler.peak, "max_proc": usage.ru_maxrss * 1024.0, "summary": summary}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "tree_peak": sampler.peak,
+            "max_proc": usage.ru_maxrss * 1024.0, "summary": summary}
 
 
 # -- in process: per notebook ---------------------------------------------------------------
@@ -152,12 +153,13 @@ def changed_times(paths: list[Path], root: Path, work: Path) -> tuple[float, Sta
 # -- report ---------------------------------------------------------------------------------
 def throughput_table(runs: dict[int, dict[str, Any]], count: int, corpus_mib: float) -> Table:
     table = Table(f"Converter throughput: {count:,} generated notebooks ({corpus_mib:.0f} MiB), nbllm convert CLI",
-                  ["run", "wall", "notebooks/s", "ratio to --jobs 1", "peak RSS (process tree)",
+                  ["run", "wall", "notebooks/s", "ratio to --jobs 1", "CPU (all processes)", "peak RSS (process tree)",
                    "peak RSS (largest process)", "changed / unchanged / failed"])
     base = runs[1]["wall"]
     for jobs, run in runs.items():
         s = run["summary"]
         table.add(f"--jobs {jobs}", fmt_time(run["wall"]), f"{count / run['wall']:.1f}", fmt_ratio(run["wall"] / base),
+                  fmt_time(run["cpu"]),
                   fmt_mib(run["tree_peak"]), fmt_mib(run["max_proc"]), f"{s['changed']} / {s['unchanged']} / {s['failed']}")
     table.notes.append("one run per setting (a whole-corpus run is long); spread is given per notebook below. "
                        "Wall time includes interpreter start-up and imports; every changed notebook is written "

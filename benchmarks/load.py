@@ -105,17 +105,18 @@ def measure(rounds: int) -> tuple[dict[str, Stats], dict[str, Child]]:
 
 
 def _row(table: Table, name: str, wall: Stats, child: Child, base_wall: Stats | None, base: Child | None) -> None:
-    rss = stats(child.rss)
+    rss, cpu = stats(child.rss), stats(child.cpu)
     added = "" if base_wall is None else fmt_time(wall.median - base_wall.median)
+    added_cpu = "" if base is None else fmt_time(cpu.median - stats(base.cpu).median)
     added_rss = "" if base is None else fmt_mib(rss.median - stats(base.rss).median)
     table.add(name, fmt_time(wall.median), wall.spread(fmt_time), "" if base_wall is None else fmt_ratio(ratio(wall, base_wall)),
-              added, fmt_time(stats(child.cpu).median), fmt_mib(rss.median), added_rss,
+              added, fmt_time(cpu.median), added_cpu, fmt_mib(rss.median), added_rss,
               fmt_time(stats(child.step).median), str(child.modules), ", ".join(child.heavy) or "none")
 
 
 def report(walls: dict[str, Stats], children: dict[str, Child], rounds: int) -> tuple[list[Table], list[Check]]:
     table = Table(f"Load cost: fresh processes, {rounds} rounds each, interleaved",
-                  ["variant", "wall (median)", "wall spread", "ratio", "added wall", "CPU", "peak RSS",
+                  ["variant", "wall (median)", "wall spread", "ratio", "added wall", "CPU", "added CPU", "peak RSS",
                    "added RSS", "step in child", "modules added", "heavy libs loaded"])
     pairs = [("python (nothing)", None), ("python + import nbllm", "python (nothing)"),
              ("IPython shell", None), ("IPython shell + %load_ext nbllm", "IPython shell")]
