@@ -12,7 +12,7 @@ import pytest
 
 import nbllm.convert
 from nbllm.convert.cli import run_argv
-from tests.convert_fixtures.helpers import convert_cells, kinds
+from tests.convert_fixtures.helpers import convert_cells, dedent, kinds
 
 ROOT = Path(__file__).parents[1]
 LEGACY = ROOT / "notebooks" / "legacy"
@@ -90,7 +90,7 @@ def test_structured_output_parse_is_flagged() -> None:
         client.beta.chat.completions.parse(model="m", messages=[], response_format=Answer)
     """
     out, items = convert_cells(code)
-    assert out == [code.replace("\n        ", "\n").lstrip("\n")]
+    assert out == [dedent(code)]
     assert "structured-output" in kinds(items)
 
 
