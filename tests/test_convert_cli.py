@@ -188,3 +188,21 @@ def test_pre_commit_hook_definition() -> None:
     assert hook["id"] == "nbllm-convert-check"
     assert hook["entry"].startswith("nbllm convert --check") and hook["language"] == "python"
     assert set(hook["types_or"]) == {"jupyter", "python"}
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    import io
+
+    from nbllm.convert.report import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = Progress(stream=stream, minimum=2)
+        bar(1, 4, "a.ipynb")
+        bar(4, 4, "d.ipynb")
+    assert "[#######" in tty.getvalue() and "1/4 a.ipynb" in tty.getvalue() and tty.getvalue().endswith("\r")
+    assert pipe.getvalue() == ""

@@ -272,3 +272,22 @@ def test_checkpoints_are_skipped(tmp_path: Path) -> None:
     write_notebook(tmp_path / ".ipynb_checkpoints" / "nb-checkpoint.ipynb", notebook_json([CLIENT]))
     write_notebook(tmp_path / "nb.ipynb", notebook_json(lines("x = 1")))
     assert [Path(r.path).name for r in convert_paths([tmp_path], "ernie").results] == ["nb.ipynb"]
+
+
+def test_crlf_notebook_keeps_crlf(tmp_path: Path) -> None:
+    """A notebook saved with Windows line endings gets CRLF inside the rewritten source list too."""
+    path = tmp_path / "win.ipynb"
+    nb = notebook_json([CLIENT, "x = 1"])
+    path.write_bytes((json.dumps(nb, indent=1) + "\n").replace("\n", "\r\n").encode())
+    assert convert_paths([path], "ernie").results[0].status == "changed"
+    expected = (json.dumps(_with_source(nb, 0, CONVERTED), indent=1) + "\n").replace("\n", "\r\n")
+    assert path.read_bytes() == expected.encode()
+
+
+def test_writefile_cell_with_openai_is_reported(tmp_path: Path) -> None:
+    """A %%writefile cell is not Python to convert, but writing OpenAI code from it is worth a warning."""
+    path = tmp_path / "nb.ipynb"
+    write_notebook(path, notebook_json([CLIENT, "%%writefile helper.py\nimport openai\nopenai.api_key = 'x'\n"]))
+    result = convert_paths([path], "ernie").results[0]
+    assert sorted((w.kind, w.cell) for w in result.warnings) == [("skipped-cell", 2), ("writefile", 2)]
+    assert json.loads(path.read_text())["cells"][1]["source"].startswith("%%writefile helper.py\nimport openai")

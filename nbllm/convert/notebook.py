@@ -45,8 +45,11 @@ class RawNotebook:
     @property
     def ensure_ascii(self) -> bool:
         """Write escapes like the file does: ``\\uXXXX`` for non-ASCII only if it already uses them."""
-        has_raw = any(ord(ch) > 127 for ch in self.text)
-        return not has_raw and bool(_NON_ASCII_ESCAPE.search(self.text))
+        return self.text.isascii() and bool(_NON_ASCII_ESCAPE.search(self.text))
+
+    @property
+    def newline(self) -> str:
+        return "\r\n" if "\r\n" in self.text[:4096] else "\n"
 
 
 def cell_source(cell: dict[str, Any]) -> str:
@@ -148,7 +151,7 @@ def _line_indent(text: str, pos: int) -> str:
 
 
 def _indent_unit(text: str) -> str:
-    m = re.match(r"\s*\{\n([ \t]+)", text)
+    m = re.match(r"\s*\{\r?\n([ \t]+)", text)
     return m.group(1) if m else ""
 
 
@@ -172,8 +175,9 @@ def _encode_source(raw: RawNotebook, span: tuple[int, int], old: Any, new: str) 
             return "[" + ", ".join(items) + "]"
         close_indent = _line_indent(raw.text, span[0])
         item_indent = close_indent + unit
-    body = (",\n" + item_indent).join(items)
-    return f"[\n{item_indent}{body}\n{close_indent}]"
+    nl = raw.newline
+    body = f",{nl}{item_indent}".join(items)
+    return f"[{nl}{item_indent}{body}{nl}{close_indent}]"
 
 
 def render(raw: RawNotebook, new_sources: dict[int, str], clear_outputs: bool = False) -> str:

@@ -47,12 +47,12 @@ def file_lines(result: FileResult) -> list[str]:
     """One line per file that needs attention (changed, skipped, failed, or with warnings)."""
     if result.status == "unchanged" and not result.warnings:
         return []
-    head = f"{result.status:9} {result.path}" + (f": {result.reason}" if result.reason else "")
+    head = f"{result.status:9} {result.path}" + (f": {redact(result.reason)}" if result.reason else "")
     if result.written and result.written != result.path:
         head += f" -> {result.written}"
     lines = [head]
     for w in sorted(result.warnings, key=lambda i: (i.cell or 0, i.line or 0)):
-        lines.append(f"    warning [{w.kind}] {_where(w.cell, w.line)}: {w.message}")
+        lines.append(f"    warning [{w.kind}] {_where(w.cell, w.line)}: {redact(w.message)}")
     return lines
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nbllm.secrets import redact
+
 STATUSES = ("changed", "unchanged", "skipped", "failed")
 
 
@@ -46,7 +48,8 @@ class FileResult:
         return [i for i in self.items if i.warning]
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "status": self.status, "reason": self.reason, "written": self.written,
+        reason = redact(self.reason) if self.reason else None
+        return {"path": self.path, "status": self.status, "reason": reason, "written": self.written,
                 "changes": [_item(i) for i in self.changes], "warnings": [_item(i) for i in self.warnings],
                 "cells_changed": [d.cell for d in self.diffs]}
 
@@ -54,6 +57,7 @@ class FileResult:
 def _item(item: Item) -> dict[str, Any]:
     data = asdict(item)
     data.pop("warning")
+    data["message"] = redact(item.message)
     return data
 
 
