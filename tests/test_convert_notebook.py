@@ -240,7 +240,7 @@ def test_non_python_notebooks_and_cells_are_skipped_with_a_reason(tmp_path: Path
 def test_unparseable_cell_is_reported_in_the_result(tmp_path: Path) -> None:
     """Case 29: the broken cell is named in the warnings; the other cells are converted."""
     path = tmp_path / "nb.ipynb"
-    write_notebook(path, notebook_json([CLIENT, "print('unclosed'"]))
+    write_notebook(path, notebook_json([CLIENT, "client.chat.completions.create(model='gpt-4'"]))
     result = convert_paths([path], "ernie").results[0]
     assert result.status == "changed"
     assert [(w.kind, w.cell) for w in result.warnings] == [("skipped-cell", 2)]

@@ -31,6 +31,7 @@ class CodeCell:
     masks: dict[str, str] = field(default_factory=dict)
     skip: str | None = None  # why the cell is left alone (non-Python, unparseable)
     cell_magic: bool = False
+    relevant: bool = True  # False: nothing a codemod looks for, kept out of the joined module
 
 
 @dataclass
@@ -137,7 +138,7 @@ def separator(salt: str) -> str:
 def join(cells: list[CodeCell], salt: str) -> str:
     """One module: every cell's masked code (empty for skipped cells) between separator lines."""
     sep = separator(salt) + "\n"
-    return sep.join("" if c.skip else c.masked for c in cells)
+    return sep.join(c.masked if c.relevant and not c.skip else "" for c in cells)
 
 
 def split(code: str, salt: str, count: int) -> list[str] | None:

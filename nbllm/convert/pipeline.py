@@ -23,6 +23,11 @@ from nbllm.convert.codemods.results import ResultAccess
 from nbllm.convert.magics import rewrite_magic
 from nbllm.convert.result import Item
 
+# Cells matching none of these hold nothing a codemod rewrites or resolves; leaving them out of
+# the joined module keeps libcst's work proportional to the OpenAI part of a notebook.
+_RELEVANT = re.compile(r"(?i)openai|gpt|\bo[134]\b|o[134]-|text-|davinci|babbage|model|api_key|api_base|getpass|"
+                       r"input|dotenv|tiktoken|langchain|llama_index|client|environ|engine|deployment|1536|3072|"
+                       r"completion|embedding|\bsk-")
 _IMPORTS_OS = re.compile(r"^(?:import\s+(?:[\w.]+\s*(?:as\s+\w+)?\s*,\s*)*os\b(?!\.)|from\s+os\s+import\b)", re.M)
 
 
@@ -40,7 +45,7 @@ def _passes(target: Target) -> list[type[NbllmCommand]]:
 def _parse_cells(cells: list[CodeCell]) -> None:
     """Find the cells that do not parse on their own (the joined module failed)."""
     for cell in cells:
-        if cell.skip is None:
+        if cell.skip is None and cell.relevant:
             try:
                 cst.parse_module(cell.masked)
             except cst.ParserSyntaxError as exc:
@@ -71,17 +76,20 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     module = _module(cells, salt)
     context = new_context(target)
     scratch: Scratch = context.scratch["nbllm"]
+    code = module.code
     for command in _passes(target):
         forced = command is ModelNames and target.models.overrides
-        if command.TRIGGER is not None and not forced and not command.TRIGGER.search(module.code):
+        if command.TRIGGER is not None and not forced and not command.TRIGGER.search(code):
             continue
         if command is ResultAccess and not scratch.migrated:
             continue
-        starts = cell_line_starts(module.code, salt)
+        starts = cell_line_starts(code, salt)
         before = len(scratch.events)
         module = command(context).transform_module(module)
         _place(scratch.events[before:], starts, cells, outcome.items)
-    parts = split(module.code, salt, len(cells))
+        if any(not e.warning for e in scratch.events[before:]):  # every change is noted
+            code = module.code
+    parts = split(code, salt, len(cells))
     if parts is None:
         raise RuntimeError("a cell separator was lost")
     _restore(cells, parts, target, scratch, outcome)
@@ -97,7 +105,7 @@ def _restore(cells: list[CodeCell], parts: list[str], target: Target, scratch: S
     touched = {i.cell for i in outcome.items if not i.warning}
     os_done = False
     for cell, part in zip(cells, parts, strict=True):
-        if cell.skip:
+        if cell.skip or not cell.relevant:
             continue
         masks = dict(cell.masks)
         for token, line in cell.masks.items():
@@ -152,6 +160,7 @@ def prepare(texts: list[tuple[int, str, str | None]]) -> list[CodeCell]:
     salt = new_salt("".join(t for _, t, _ in texts))
     cells = [CodeCell(index=i, text=text, skip=skip) for i, text, skip in texts]
     for cell in cells:
+        cell.relevant = bool(_RELEVANT.search(cell.text))
         if cell.skip is None:
             mask_cell(cell, salt)
     return cells

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,13 @@ def discover(paths: list[str] | list[Path]) -> Iterator[tuple[Path, Path]]:
             yield p, p.parent
 
 
+_LANG_KEYS = ("vscode", "dotnet_interactive", "polyglot_notebook")
+
+
 def _cell_skip(cell: dict[str, Any]) -> str | None:
-    meta = cell.get("metadata") or {}
+    meta = cell.get("metadata")
+    if not meta or not any(k in meta for k in _LANG_KEYS):
+        return None
     langs = [(meta.get("vscode") or {}).get("languageId"), (meta.get("dotnet_interactive") or {}).get("language"),
              (meta.get("polyglot_notebook") or {}).get("kernelName")]
     lang = next((x for x in langs if isinstance(x, str)), "")
@@ -64,14 +70,23 @@ def _notebook_language(nb: dict[str, Any]) -> str:
     return str(lang).lower()
 
 
+@lru_cache(maxsize=256)
+def _folder_names(folder: str) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(folder))
+    except OSError:
+        return frozenset()
+
+
 def _sibling_warnings(path: Path, codes: list[tuple[int, str]]) -> list[Item]:
     """A notebook importing a module next to it that calls OpenAI: say so (case 37)."""
     items: list[Item] = []
+    names = _folder_names(str(path.parent))
     seen: set[str] = set()
     for cell_no, code in codes:
         for m in _IMPORT.finditer(code):
             name = m.group(1) or m.group(2)
-            if name in seen:
+            if name in seen or (f"{name}.py" not in names and name not in names):
                 continue
             seen.add(name)
             for candidate in (path.parent / f"{name}.py", path.parent / name / "__init__.py"):

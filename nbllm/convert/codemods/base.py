@@ -7,12 +7,12 @@ llama_index class called ``OpenAI`` is not the SDK client.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
-from libcst.metadata import PositionProvider, QualifiedNameProvider
+from libcst.metadata import BaseMetadataProvider, MetadataWrapper, PositionProvider, QualifiedNameProvider
 
 from nbllm.convert.models import ModelMap
 from nbllm.providers.catalog import ProviderSpec
@@ -104,9 +104,32 @@ def is_openai_url(value: str) -> bool:
 class NbllmCommand(VisitorBasedCodemodCommand):
     """Base for the converter's codemods: target access and cell-addressable events."""
 
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider)
+    METADATA_DEPENDENCIES: tuple[type[BaseMetadataProvider[Any]], ...] = (QualifiedNameProvider,)
     # The pass runs only when the code matches (libcst passes are slow; most have nothing to do).
     TRIGGER: re.Pattern[str] | None = None
+
+    def __init__(self, context: CodemodContext) -> None:
+        super().__init__(context)
+        self._pending: list[tuple[Event, cst.CSTNode]] = []
+
+    def transform_module(self, tree: cst.Module) -> cst.Module:
+        """libcst's transform minus its defensive deep copy: the pipeline hands every pass a
+        fresh tree, and copying it dominated the run time. Line numbers are resolved only for
+        the nodes a pass reported, and only when it reported any."""
+        wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
+        previous = self.context
+        self.context = replace(self.context, wrapper=wrapper)
+        try:
+            with self.resolve(wrapper):
+                result = self.transform_module_impl(wrapper.module)
+            if self._pending:
+                positions = wrapper.resolve(PositionProvider)
+                for event, node in self._pending:
+                    event.line = positions[node].start.line if node in positions else 0
+        finally:
+            self.context = previous
+            self._pending = []
+        return result
 
     @property
     def scratch(self) -> Scratch:
@@ -119,20 +142,18 @@ class NbllmCommand(VisitorBasedCodemodCommand):
     def qnames(self, node: cst.CSTNode) -> set[str]:
         return {q.name for q in self.get_metadata(QualifiedNameProvider, node, set())}
 
-    def _line(self, node: cst.CSTNode) -> int:
-        try:
-            return self.get_metadata(PositionProvider, node).start.line  # type: ignore[no-any-return]
-        except KeyError:  # a node we built ourselves
-            return 0
+    def _record(self, node: cst.CSTNode, event: Event) -> None:
+        self.scratch.events.append(event)
+        self._pending.append((event, node))
 
     def note(self, node: cst.CSTNode, kind: str, message: str) -> None:
         """Record a change made at node (an original node, so it has a position)."""
-        self.scratch.events.append(Event(kind, message, self._line(node)))
+        self._record(node, Event(kind, message, 0))
 
     def flag(self, node: cst.CSTNode, kind: str, message: str) -> None:
         """Record a warning: something left alone or needing the user's eye."""
         self.warn(message)
-        self.scratch.events.append(Event(kind, message, self._line(node), warning=True))
+        self._record(node, Event(kind, message, 0, warning=True))
 
     def key_expr(self) -> cst.BaseExpression:
         """``os.environ["KEY"]`` (or ``.get`` with a dummy for keyless local servers)."""
@@ -219,7 +240,7 @@ def collect(tree: cst.CSTNode, kind: type[_N]) -> list[_N]:
     """Every node of the given type under tree, in source order (one traversal per tree, cached)."""
     cached = _INDEX.get(id(tree))
     if cached is None or cached[0] is not tree:
-        if len(_INDEX) > 256:
+        if len(_INDEX) > 64:
             _INDEX.clear()
         visitor = _Index()
         tree.visit(visitor)

@@ -46,6 +46,7 @@ class EnvKeys(NbllmCommand):
         if value and KEY_LITERAL.match(value) and not self.in_concat:
             self.flag(original_node, "hardcoded-key", f"hard-coded key {self.secret_literal(original_node)} "
                       f"removed; the key is read from {env or 'the environment'}")
+            self.note(original_node, "env", f"key literal -> read from {env or 'the environment'}")
             return self.key_expr()
         return updated_node
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 import libcst as cst
-from libcst.metadata import PositionProvider, QualifiedNameProvider, ScopeProvider
+from libcst.metadata import QualifiedNameProvider, ScopeProvider
 
 from nbllm.convert.codemods.base import (
     V0_RESOURCES,
@@ -47,7 +47,7 @@ def uses_v0(cmd: NbllmCommand, module: cst.Module) -> bool:
 
 
 class _V0Base(NbllmCommand):
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider, ScopeProvider)
+    METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider)
     TRIGGER = re.compile(r"\b(?:ChatCompletion|Completion|Embedding|Engine|FineTune|FineTuningJob|Moderation|Image|File|"
                          r"Audio|Edit|Deployment|Customer|Model|error|api_base|api_type|api_version|requestssession)\b")
 
@@ -203,8 +203,7 @@ class LegacyMigrate(_V0Base):
         name, assign = found
         if name == "openai.api_type" and "azure" in (string_value(assign.value) or "azure"):
             self.flag(original, "azure", "Azure api_type/api_version removed: the provider is not Azure")
-        else:
-            self.note(original, "migrate", f"{name} removed: the client holds its configuration")
+        self.note(original, "migrate", f"{name} removed: the client holds its configuration")
 
     def _clients(self, key: cst.BaseExpression | None, like: cst.BaseStatement | None) -> list[cst.BaseStatement]:
         """``client = openai.OpenAI(base_url=..., api_key=...)`` (and the async twin when needed)."""
@@ -250,6 +249,7 @@ class LegacyRetarget(_V0Base):
             return updated_node.with_changes(value=self.url_expr())
         if name == "openai.api_type" and value and "azure" in value:
             self.flag(original_node, "azure", "api_type azure -> open_ai: the provider is not Azure")
+            self.note(original_node, "retarget", "openai.api_type -> open_ai")
             return updated_node.with_changes(value=cst.SimpleString('"open_ai"'))
         return updated_node
 
