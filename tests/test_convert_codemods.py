@@ -434,10 +434,31 @@ def test_azure_client_becomes_plain_client() -> None:
         client = AzureOpenAI(azure_endpoint="https://x.openai.azure.com", api_version="2024-02-01",
                              azure_ad_token_provider=provider)
     """)
-    assert "AzureOpenAI(" not in out[0].split("\n", 1)[1]
-    assert f'client = OpenAI(base_url="{URL}", api_key={KEY})' in out[0]
-    assert "from openai import AzureOpenAI" in out[0] or "from openai import OpenAI" in out[0]
+    assert out[0] == dedent(f"""
+        import os
+        from openai import OpenAI
+        client = OpenAI(base_url="{URL}", api_key={KEY})
+    """)
     assert "azure-ad" in kinds(items)
+
+
+def test_azure_import_next_to_plain_client_import() -> None:
+    """An Azure import beside OpenAI collapses into the plain import."""
+    out = convert_one("""
+        from openai import AzureOpenAI, OpenAI
+        a = AzureOpenAI(azure_endpoint="https://x.openai.azure.com", api_key=K)
+    """)
+    assert out.splitlines() == ["from openai import OpenAI",
+                                'a = OpenAI(api_key=K, base_url="https://qianfan.baidubce.com/v2")']
+
+
+def test_keyless_local_targets() -> None:
+    """vLLM's key is optional: the converted code reads it with a harmless default."""
+    out = convert_one("""
+        from openai import OpenAI
+        client = OpenAI()
+    """, to="vllm")
+    assert 'OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=os.environ.get("VLLM_API_KEY", "EMPTY"))' in out
 
 
 def test_foreign_client_and_second_run_are_untouched() -> None:

@@ -48,6 +48,27 @@ class ClientArgs(NbllmCommand):
                     ):
                         self.global_key = True
 
+    def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
+        """``from openai import AzureOpenAI`` -> ``OpenAI`` (the calls are renamed below)."""
+        module = dotted(original_node.module) if original_node.module else None
+        if module != "openai" or isinstance(updated_node.names, cst.ImportStar):
+            return updated_node
+        plain = {a.name.value for a in updated_node.names if isinstance(a.name, cst.Name)}
+        names: list[cst.ImportAlias] = []
+        for alias in updated_node.names:
+            old = alias.name.value if isinstance(alias.name, cst.Name) else ""
+            new = {"AzureOpenAI": "OpenAI", "AsyncAzureOpenAI": "AsyncOpenAI"}.get(old)
+            if new is None or alias.asname is not None:
+                names.append(alias)
+            elif new not in plain:
+                plain.add(new)
+                names.append(alias.with_changes(name=cst.Name(new)))
+        if len(names) == len(updated_node.names) and all(a is b for a, b in zip(names, updated_node.names, strict=True)):
+            return updated_node
+        names[-1] = names[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        self.note(original_node, "azure", "Azure client import -> the plain client")
+        return updated_node.with_changes(names=names)
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         cls = self.client_class(original_node)
         if cls is None:
