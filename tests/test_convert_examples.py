@@ -106,3 +106,15 @@ def test_fast_path_never_imports_libcst(tmp_path: Path, code: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_converter_package_is_packaged() -> None:
+    """pyproject lists packages explicitly: nbllm.convert.codemods must be in it or the wheel lacks it."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "nbllm" / "convert").rglob("__init__.py")}
+    assert found - listed == set()
