@@ -6,10 +6,14 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAIServer
+
+if TYPE_CHECKING:
+    from tests.magics_shell import Shell
 
 UseFake = Callable[..., str]
 
@@ -70,3 +74,18 @@ def use_fake(monkeypatch: pytest.MonkeyPatch) -> UseFake:
         return key
 
     return _use
+
+
+@pytest.fixture
+def ipy(capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]:
+    """A real IPython shell with ``%load_ext nbllm``, capturing displays and printed text."""
+    from tests.magics_shell import open_shell
+
+    yield from open_shell(capsys)
+
+
+@pytest.fixture
+def ernie(ipy: Shell, openai_server: FakeOpenAIServer, use_fake: UseFake) -> FakeOpenAIServer:
+    """The shell's default provider (ernie) answered by the loopback server."""
+    ipy.secrets.append(use_fake("ernie", openai_server))
+    return openai_server

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from IPython.core.displaypub import CapturingDisplayPublisher
@@ -11,20 +10,9 @@ from IPython.core.error import UsageError
 
 from nbllm.errors import StreamInterrupted
 from tests.fakes.openai_server import Answer, FakeOpenAIServer, qianfan_error
-from tests.magics_shell import Shell, open_shell
+from tests.magics_shell import Shell
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def ipy(capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]:
-    yield from open_shell(capsys)
-
-
-@pytest.fixture
-def ernie(ipy: Shell, openai_server: FakeOpenAIServer, use_fake) -> FakeOpenAIServer:  # noqa: ANN001
-    ipy.secrets.append(use_fake("ernie", openai_server))
-    return openai_server
 
 
 def test_streaming_updates_one_display_in_place_within_the_rate_bound(ipy: Shell, ernie: FakeOpenAIServer) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,9 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbllm.session import default_session
 from tests.fakes.openai_server import FakeOpenAIServer, qianfan_error
-from tests.magics_shell import Shell, open_shell
+from tests.magics_shell import Shell
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def ipy(capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]:
-    yield from open_shell(capsys)
-
-
-@pytest.fixture
-def ernie(ipy: Shell, openai_server: FakeOpenAIServer, use_fake) -> FakeOpenAIServer:  # noqa: ANN001
-    ipy.secrets.append(use_fake("ernie", openai_server))
-    return openai_server
 
 
 def test_bare_llm_shows_provider_model_and_options(ipy: Shell, ernie: FakeOpenAIServer) -> None:

@@ -7,14 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.openai_server import Answer, FakeOpenAIServer, qianfan_error
-from tests.magics_shell import Shell, open_shell
+from tests.magics_shell import Shell
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def ipy(capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]:
-    yield from open_shell(capsys)
 
 
 @pytest.fixture

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 
 from tests.fakes.openai_server import Answer, FakeOpenAIServer
-from tests.magics_shell import Shell, open_shell
+from tests.magics_shell import Shell
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def ipy(capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]:
-    yield from open_shell(capsys)
-
-
-@pytest.fixture
-def ernie(ipy: Shell, openai_server: FakeOpenAIServer, use_fake) -> FakeOpenAIServer:  # noqa: ANN001
-    ipy.secrets.append(use_fake("ernie", openai_server))
-    return openai_server
 
 
 def sent(server: FakeOpenAIServer) -> str:

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.fakes.loopback import free_port
 from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer, qianfan_error
-from tests.magics_shell import Cell, Shell, open_shell
+from tests.magics_shell import Cell, Shell
 
 pytestmark = pytest.mark.timeout(120)
 
 FAST_429 = {"retry-after-ms": "0"}
-
-
-@pytest.fixture
-def ipy(capsys: pytest.CaptureFixture[str]) -> Iterator[Shell]:
-    yield from open_shell(capsys)
 
 
 @pytest.fixture
