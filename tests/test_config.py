@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import nbllm
-from nbllm.config import default_target, get_spec, load_specs, split_target
+from nbllm.config import default_target, get_spec, load_specs, reload_plugins, split_target
 from nbllm.errors import ConfigError, MissingKeyError, UnknownProviderError
 from nbllm.keys import find_key, require_key
 from nbllm.providers.catalog import BUILTIN, ProviderSpec
@@ -114,11 +114,15 @@ def test_plugin_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
         return eps if group == "nbllm.providers" else []
 
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    reload_plugins()
     specs = load_specs()
     assert specs["acme"] is PLUGIN_SPEC and specs["acme2"].label == "ACME two"
     eps.append(EntryPoint(name="broken", value="tests.no_such_module:X", group="nbllm.providers"))
+    assert "acme" in load_specs()  # scanned once per process ...
+    reload_plugins()  # ... until asked to scan again
     with pytest.raises(ConfigError, match="plugin 'broken'"):
         load_specs()
+    reload_plugins()
 
 
 def test_did_you_mean() -> None:
