@@ -310,23 +310,34 @@ def fake_openai_server(**kwargs: Any) -> Any:
     return server_class(**kwargs)
 
 
-class CachedPluginScan:
-    """What-if, as a context: ``nbllm.config`` scans the plugin entry points once, not per call.
+class DrainAfterDone:
+    """What-if, as a context: the SSE reader reads the body to its end before handing over ``[DONE]``.
 
-    ``load_specs()`` runs ``importlib.metadata.entry_points()`` (a read of every installed
-    distribution's metadata) on every call; inside this context it gets the first result again.
+    nbllm's OpenAI-compatible provider stops at ``data: [DONE]`` and closes the response before
+    the end of the chunked body, so httpx cannot put the connection back in its pool and every
+    call opens a new one. Inside this context the rest of the body (only the chunk terminator)
+    is read first, as a fix in the provider would do.
     """
 
     def __init__(self) -> None:
-        import nbllm.config
+        from httpx_sse import EventSource
 
-        self._module = nbllm.config
-        self._real = nbllm.config._plugin_specs
-        found = self._real()
-        self._cached = lambda: list(found)
+        self._cls = EventSource
+        self._real = EventSource.iter_sse
+        real = self._real
+
+        def iter_sse(source: Any) -> Any:
+            events = real(source)
+            for event in events:
+                if event.data.strip() == "[DONE]":
+                    for _ in events:
+                        pass
+                yield event
+
+        self._draining = iter_sse
 
     def __enter__(self) -> None:
-        self._module._plugin_specs = self._cached
+        self._cls.iter_sse = self._draining  # type: ignore[method-assign]
 
     def __exit__(self, *exc: object) -> None:
-        self._module._plugin_specs = self._real
+        self._cls.iter_sse = self._real  # type: ignore[method-assign]

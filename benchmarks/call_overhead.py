@@ -21,8 +21,8 @@ from contextlib import nullcontext
 from typing import Any
 
 from benchkit import (
-    CachedPluginScan,
     Check,
+    DrainAfterDone,
     Stats,
     Table,
     emit,
@@ -40,8 +40,8 @@ from benchkit import (
 TARGET_ADDED_S = 0.002
 PROMPT = "hi"
 CELL = f"%%llm -p ernie --no-history\n{PROMPT}"
-WHAT_IF = "what-if: nbllm.chat(), plugin scan cached"
-WHAT_IF_CELL = "what-if: shell cell: %%llm, plugin scan cached"
+WHAT_IF = "what-if: nbllm.chat(), stream read to its end"
+WHAT_IF_CELL = "what-if: shell cell: %%llm, stream read to its end"
 
 
 class Block:
@@ -85,14 +85,14 @@ def _bare_post(server: Any) -> Callable[[], None]:
     return post
 
 
-def _cached_plugins_chat() -> Callable[[], None]:
-    """What-if: nbllm.chat with the entry-point scan for plugins done once per process, not per call."""
+def _draining_chat() -> Callable[[], None]:
+    """What-if: nbllm.chat with the stream read to its end after [DONE] (the connection is then reused)."""
     import nbllm
 
-    cached = CachedPluginScan()
+    draining = DrainAfterDone()
 
     def call() -> None:
-        with cached:
+        with draining:
             nbllm.chat(PROMPT, provider="ernie")
 
     return call
@@ -109,11 +109,11 @@ def _shell(bare: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], N
     shell.display_pub = publisher
     shell.user_ns["_bench_post"] = bare
 
-    cached = CachedPluginScan()
+    draining = DrainAfterDone()
 
     def run(code: str, what_if: bool = False) -> Callable[[], None]:
         def cell() -> None:
-            with cached if what_if else nullcontext():
+            with draining if what_if else nullcontext():
                 result = shell.run_cell(code)
             publisher.outputs.clear()
             if not result.success:
@@ -131,14 +131,14 @@ def measure(rounds: int, calls: int) -> tuple[dict[str, Stats], dict[str, Block]
     with fake_openai_server() as server:
         route("ernie", server.base_url)
         bare = _bare_post(server)
-        llm_cell, llm_cell_cached, bare_cell = _shell(bare)
+        llm_cell, llm_cell_drained, bare_cell = _shell(bare)
         blocks = {
             "bare httpx POST": Block(bare, calls, server),
             "nbllm.chat()": Block(lambda: nbllm.chat(PROMPT, provider="ernie"), calls, server),
-            WHAT_IF: Block(_cached_plugins_chat(), calls, server),
+            WHAT_IF: Block(_draining_chat(), calls, server),
             "shell cell: bare httpx POST": Block(bare_cell, calls, server),
             "shell cell: %%llm": Block(llm_cell, calls, server),
-            WHAT_IF_CELL: Block(llm_cell_cached, calls, server),
+            WHAT_IF_CELL: Block(llm_cell_drained, calls, server),
         }
         walls = interleave(dict(blocks), rounds, warmup=1)
         bodies = {r.body for r in server.chat_requests}
@@ -170,10 +170,12 @@ def report(walls: dict[str, Stats], blocks: dict[str, Block], rounds: int, calls
                   fmt_time(added[name]), fmt_time(cpu.median), fmt_time(cpu.median - base_cpu.median), conns)
     table.notes.append("every variant sent the byte-identical request body; `nbllm.chat` is compared with the bare "
                        "POST, `%%llm` with the bare POST run as a cell of the same shell")
-    table.notes.append("the answer is the fake's 'echo: hi' (2 content chunks, finish, usage, [DONE]) over one "
-                       "kept-alive connection")
-    table.notes.append("what-if rows replace nbllm.config._plugin_specs by its first result during the call: the "
-                       "importlib.metadata entry-point scan that load_specs() repeats on every call")
+    table.notes.append("the answer is the fake's 'echo: hi' (2 content chunks, finish, usage, [DONE]); 'new "
+                       "connections per call' counts the TCP connections the server accepted (all variants share one "
+                       "httpx pool per client, so a block's first call may use a connection the previous block left)")
+    table.notes.append("what-if rows: the SSE reader reads the body to its end before handing over [DONE] "
+                       "(benchkit.DrainAfterDone), so httpx can reuse the connection; nbllm as it is closes the "
+                       "response at [DONE], mid-body, and opens a new connection for the next call")
     checks = [Check(f"{name}: added per call", fmt_time(added[name]), "< 2 ms", added[name] < TARGET_ADDED_S)
               for name in ("nbllm.chat()", "shell cell: %%llm")]
     return [table], checks

@@ -11,11 +11,10 @@ Run: ``python benchmarks/compare.py [--quick] [--markdown] [--json FILE]``
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from typing import Any
 
 from benchkit import (
-    CachedPluginScan,
     Check,
     Stats,
     Table,
@@ -34,19 +33,16 @@ from benchkit import (
 DELAY = 0.3
 PROVIDERS = ("ernie", "hunyuan", "qwen")
 TARGET_RATIO = 1.2
-WHAT_IF = "what-if: compare, plugin scan cached"
 TEXT = "A fairly ordinary answer, streamed in small pieces like a real model does. " * 6
 
 
-def _cell(shell: Any, servers: list[Any], line: str, used: int, cached: CachedPluginScan | None = None
-          ) -> Callable[[], None]:
+def _cell(shell: Any, servers: list[Any], line: str, used: int) -> Callable[[], None]:
     from tests.fakes.openai_server import Answer
 
     def run() -> None:
         for server in servers[:used]:
             server.enqueue(Answer(text=TEXT[:400], delay=DELAY))
-        with cached or nullcontext():
-            result = shell.run_cell(f"{line}\nWhich provider should I use?")
+        result = shell.run_cell(f"{line}\nWhich provider should I use?")
         shell.display_pub.outputs.clear()
         if not result.success:
             raise RuntimeError(f"cell failed: {result.error_in_exec}")
@@ -71,7 +67,6 @@ def measure(rounds: int) -> dict[str, Stats]:
         variants = {
             "one provider (-p ernie)": timed(_cell(shell, servers, "%%llm -p ernie --no-history", 1)),
             "compare (-p ernie,hunyuan,qwen)": timed(_cell(shell, servers, f"%%llm -p {','.join(PROVIDERS)}", 3)),
-            WHAT_IF: timed(_cell(shell, servers, f"%%llm -p {','.join(PROVIDERS)}", 3, CachedPluginScan())),
         }
         return interleave(variants, rounds, warmup=1)
 
@@ -84,8 +79,6 @@ def report(result: dict[str, Stats], rounds: int) -> tuple[list[Table], list[Che
         table.add(name, fmt_time(value.median), value.spread(fmt_time), fmt_ratio(ratio(value, one)),
                   fmt_time(value.median - one.median) if value is not one else "")
     table.notes.append("each provider has its own loopback server; the answer is 100 pieces after the delay")
-    table.notes.append(f"'{WHAT_IF}': the same compare cell with nbllm.config's plugin entry-point scan done once "
-                       "(see call_overhead.py); each lane resolves its provider, and so scans, before the lanes start")
     value = ratio(result["compare (-p ernie,hunyuan,qwen)"], one)
     return [table], [Check("compare of 3 vs one provider", fmt_ratio(value), "<= 1.2x", value <= TARGET_RATIO)]
 
