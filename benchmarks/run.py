@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     names = [n for n in (args.only or SCRIPTS) if (HERE / f"{n}.py").exists()]
     info = machine()
-    header = (f"Machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, {info['os']}, "
+    header = (f"Machine: nproc {info['nproc']}, CPU model \"{info['cpu']}\" (/proc/cpuinfo), Python {info['python']}, {info['os']}, "
               f"{info['date']}, load average at start {info['loadavg']}")
     print(header + "\n", flush=True)
     checks: list[Check] = []
