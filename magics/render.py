@@ -1,8 +1,12 @@
 """Show a streamed answer: one display updated in place (rich frontends) or stdout (terminal).
 
 The renderer only consumes ``Delta``s; it never touches HTTP. Text is kept as a list of pieces
-and joined only when a render happens, and renders are throttled by time (at most one every
-``interval`` seconds after the first), so the work per delta stays constant.
+and joined only when a render happens (the joined text is kept, so a render copies the text
+once instead of re-joining every piece). Every render publishes the whole text so far, so the
+wait between renders grows with the text: at least ``interval`` seconds (at most ~10 updates a
+second), and ``len(text) / CHAR_BUDGET`` seconds once the text is long. The characters sent per
+second then stay under ``CHAR_BUDGET`` and the total work grows with the answer's length, not
+with length x duration (quadratic at a given token rate).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ Publish = Callable[..., None]
 
 FORMATS = ("markdown", "text", "code", "json", "html", "math")
 INTERVAL = 0.1
+CHAR_BUDGET = 200_000  # characters a second the in-place display may be sent once the text is long
 
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.S)
 
@@ -121,23 +126,34 @@ class _Part:
     def __init__(self, display_id: str) -> None:
         self.display_id = display_id
         self.pieces: list[str] = []
+        self.size = 0  # characters in the pieces, kept so the throttle never has to join them
         self.shown = False
         self.dirty = False
 
+    def add(self, piece: str) -> None:
+        self.pieces.append(piece)
+        self.size += len(piece)
+        self.dirty = True
+
     def text(self) -> str:
-        return "".join(self.pieces)
+        """The text so far; joined pieces are kept as one, so each join copies only once."""
+        if len(self.pieces) > 1:
+            self.pieces = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
 
 
 class RichView:
     """Rich frontends: one display for the answer (and one for reasoning), updated in place."""
 
     def __init__(self, publish: Publish, fmt: str = "markdown", *, clock: Clock = time.perf_counter,
-                 interval: float = INTERVAL) -> None:
+                 interval: float = INTERVAL, char_budget: float = CHAR_BUDGET) -> None:
         import uuid
 
         self._publish = publish
         self._fmt = fmt
         self._clock = clock
+        self._min_interval = interval
+        self._char_budget = char_budget
         self._interval = interval
         self._last = float("-inf")
         self.answer = _Part(uuid.uuid4().hex)
@@ -147,8 +163,7 @@ class RichView:
     def feed(self, delta: Delta) -> None:
         for part, piece in ((self.reasoning, delta.reasoning), (self.answer, delta.text)):
             if piece:
-                part.pieces.append(piece)
-                part.dirty = True
+                part.add(piece)
         first = any(p.dirty and not p.shown for p in (self.reasoning, self.answer))
         if first or (self._dirty() and self._clock() - self._last >= self._interval):
             self._render(final=False)
@@ -168,6 +183,8 @@ class RichView:
         if self.answer.pieces and (self.answer.dirty or final):
             self._show(self.answer, bundle(self.answer.text(), self._fmt, final=final))
             self.updates += 1
+        size = self.answer.size + self.reasoning.size
+        self._interval = max(self._min_interval, size / self._char_budget)
 
     def _show(self, part: _Part, data: dict[str, Any]) -> None:
         self._publish(data, {}, transient={"display_id": part.display_id}, update=part.shown)

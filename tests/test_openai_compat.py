@@ -266,3 +266,12 @@ def test_named_error_event_is_mapped(openai_server: FakeOpenAIServer) -> None:
     openai_server.enqueue(ErrorReply(200, raw, content_type="text/event-stream"))
     with pytest.raises(ServerError, match='"overloaded"'):
         run(make(openai_server))
+
+
+def test_streamed_calls_reuse_one_connection(openai_server: FakeOpenAIServer) -> None:
+    """Reading past [DONE] lets httpx keep the connection: no new handshake per call."""
+    provider = make(openai_server)
+    for _ in range(3):
+        text = "".join(d.text for d in provider.stream(ChatRequest([{"role": "user", "content": "hi"}], "m")))
+        assert text == "echo: hi"
+    assert len({r.client_port for r in openai_server.chat_requests}) == 1

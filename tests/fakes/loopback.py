@@ -29,6 +29,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes = b""
     query: dict[str, list[str]] = field(default_factory=dict)
+    client_port: int = 0  # one port per TCP connection: equal ports mean a reused connection
 
     @property
     def json(self) -> Any:
@@ -52,6 +53,8 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     """Base handler: HTTP/1.1, quiet, records each request on the owner."""
 
     protocol_version = "HTTP/1.1"
+    # Each SSE event is its own small send; with Nagle on, every request waited ~40 ms on ACKs.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -72,6 +75,7 @@ class LoopbackHandler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             query=parse_qs(parts.query),
+            client_port=self.client_address[1],
         )
         with self.owner.lock:
             self.owner.requests.append(req)
