@@ -20,7 +20,7 @@ from nbllm.errors import NbllmError, ProviderError
 from nbllm.providers.base import Provider
 from nbllm.session import Session
 
-from .render import INTERVAL, Answer, consume, footer, is_rich, make_view
+from .render import CHAR_BUDGET, INTERVAL, Answer, consume, footer, is_rich, make_view
 
 
 @dataclass
@@ -115,6 +115,7 @@ class Lane:
         self.target = target
         self.answer = Answer(provider=target, model="")
         self.pieces: list[str] = []
+        self.size = 0  # characters so far: the board's redraw interval grows with the text it sends
         self.version = 0  # bumped on every change, so the display knows what to redraw
         self.done = False
         self._opened: tuple[Provider, ChatRequest] | None = None
@@ -139,6 +140,7 @@ class Lane:
                 if self.answer.first_token_s is None and (delta.text or delta.reasoning):
                     self.answer.first_token_s = time.perf_counter() - start
                 self.pieces.append(delta.text)
+                self.size += len(delta.text)
                 self.answer.usage = delta.usage or self.answer.usage
                 self.version += 1
                 if cancel.is_set():
@@ -240,7 +242,9 @@ def run_compare(call: Call, targets: list[str]) -> list[Answer]:
     try:
         alive = threads
         while alive:
-            alive[0].join(INTERVAL)  # wakes early when that lane ends; redraws at most every INTERVAL
+            # wakes early when that lane ends; redraws at most every INTERVAL, and less often as the
+            # text grows, so the characters sent stay under CHAR_BUDGET a second (linear total work)
+            alive[0].join(max(INTERVAL, sum(lane.size for lane in lanes) / CHAR_BUDGET))
             board.refresh()
             alive = [thread for thread in threads if thread.is_alive()]
     except KeyboardInterrupt:

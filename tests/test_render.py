@@ -168,3 +168,50 @@ def test_is_rich_follows_the_frontend() -> None:
         assert not is_rich(shell)
     finally:
         shell.display_formatter.active_types = saved
+
+
+class _Published:
+    """A publisher that adds up the characters sent to the answer display, and keeps the last bundle."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self.updates = 0
+        self.first: dict[str, Any] = {}
+        self.last: dict[str, Any] = {}
+
+    def __call__(self, data: dict[str, Any], metadata: dict[str, Any], *, transient: Any = None,
+                 update: bool = False) -> None:
+        if transient:
+            self.first = self.first or data
+            self.last = data
+            self.chars += len(data["text/markdown"])
+            self.updates += 1
+
+
+def _at_model_pace(n: int, per_s: float) -> tuple[_Published, Answer, float]:
+    """n 4-character deltas arriving at per_s a second on an injected clock the stream moves on."""
+    now = [0.0]
+
+    def deltas() -> Iterator[Delta]:
+        for i in range(n):
+            now[0] = (i + 1) / per_s
+            yield Delta(text=f"{i % 1000:03d} ")
+
+    publish = _Published()
+    view = RichView(publish, clock=lambda: now[0])
+    answer = consume(deltas(), view, Answer("p", "m"), start=0.0, clock=lambda: now[0])
+    return publish, answer, n / per_s
+
+
+def test_characters_sent_grow_linearly_with_a_long_answer_at_a_models_pace() -> None:
+    small, _, _ = _at_model_pace(10_000, 100.0)
+    big, answer, duration = _at_model_pace(100_000, 100.0)
+    n_chars = len(answer.text)
+    assert n_chars == 400_000
+    # re-sending the whole text ~10 times a second sent ~2e9 characters here (100x the 10k answer)
+    assert big.chars < 600 * n_chars
+    assert big.chars / small.chars < 20
+    assert big.updates <= duration / 0.1 + 2  # still at most ~10 updates a second, far fewer when long
+    assert big.updates >= duration / 2.0 - 1  # and still updating at least every len/200,000 s = 2 s
+    assert big.first["text/markdown"] == "000 "  # the first text is shown at once
+    assert big.last == {"text/markdown": answer.text, "text/plain": answer.text}  # final render unchanged
