@@ -15,6 +15,7 @@ from nbllm.convert.cells import CodeCell, cell_line_starts, join, mask_cell, new
 from nbllm.convert.codemods.base import Event, NbllmCommand, Scratch, Target, new_context
 from nbllm.convert.codemods.clients import ClientArgs, ModuleClient
 from nbllm.convert.codemods.env import EnvKeys
+from nbllm.convert.codemods.fastmeta import SharedWrapper
 from nbllm.convert.codemods.flags import Flags
 from nbllm.convert.codemods.langchain import LangChainArgs
 from nbllm.convert.codemods.legacy import LegacyMigrate, LegacyRetarget
@@ -77,18 +78,23 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     context = new_context(target)
     scratch: Scratch = context.scratch["nbllm"]
     code = module.code
+    wrapper = SharedWrapper(module)
+    starts = cell_line_starts(code, salt)
     for command in _passes(target):
         forced = command is ModelNames and target.models.overrides
         if command.TRIGGER is not None and not forced and not command.TRIGGER.search(code):
             continue
         if command is ResultAccess and not scratch.migrated:
             continue
-        starts = cell_line_starts(code, salt)
         before = len(scratch.events)
-        module = command(context).transform_module(module)
+        module = command(context).transform_wrapped(wrapper)
         _place(scratch.events[before:], starts, cells, outcome.items)
         if any(not e.warning for e in scratch.events[before:]):  # every change is noted
+            # Only a changed tree needs its metadata resolved again; a pass that changed
+            # nothing hands the next one the same tree and wrapper (scope and names resolved).
             code = module.code
+            wrapper = SharedWrapper(module)
+            starts = cell_line_starts(code, salt)
     parts = split(code, salt, len(cells))
     if parts is None:
         raise RuntimeError("a cell separator was lost")

@@ -14,6 +14,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.metadata import BaseMetadataProvider, MetadataWrapper, PositionProvider, QualifiedNameProvider
 
+from nbllm.convert.codemods.fastmeta import SharedWrapper, init_codemod
 from nbllm.convert.models import ModelMap
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.secrets import mask
@@ -109,14 +110,18 @@ class NbllmCommand(VisitorBasedCodemodCommand):
     TRIGGER: re.Pattern[str] | None = None
 
     def __init__(self, context: CodemodContext) -> None:
-        super().__init__(context)
+        init_codemod(self, context)  # libcst's __init__, its matcher scan cached per class
         self._pending: list[tuple[Event, cst.CSTNode]] = []
 
     def transform_module(self, tree: cst.Module) -> cst.Module:
         """libcst's transform minus its defensive deep copy: the pipeline hands every pass a
-        fresh tree, and copying it dominated the run time. Line numbers are resolved only for
-        the nodes a pass reported, and only when it reported any."""
-        wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)
+        fresh tree, and copying it dominated the run time."""
+        return self.transform_wrapped(SharedWrapper(tree))
+
+    def transform_wrapped(self, wrapper: MetadataWrapper) -> cst.Module:
+        """Transform wrapper.module, reusing whatever metadata the wrapper already resolved
+        (the pipeline shares one wrapper across passes that leave the tree alone). Line numbers
+        are resolved only for the nodes a pass reported, and only when it reported any."""
         previous = self.context
         self.context = replace(self.context, wrapper=wrapper)
         try:

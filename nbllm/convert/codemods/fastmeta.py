@@ -1,0 +1,70 @@
+"""Per-process caches for libcst's fixed per-pass costs (pure: they depend only on classes).
+
+Profiling a changed notebook showed that, besides resolving metadata, each codemod pass paid
+twice for Python introspection that gives the same answer every time: the matcher-decorator
+scan in ``MatcherDecoratableTransformer.__init__`` (``dir()`` over ~900 visitor methods, ~15 ms
+a pass) and ``inspect.getmembers`` over every metadata provider when the wrapper batches them.
+Both are looked up once per class here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import ExitStack
+from typing import Any
+
+import libcst as cst
+from libcst import BatchableCSTVisitor, CSTTransformer
+from libcst._batched_visitor import _BatchedCSTVisitor
+from libcst.codemod import Codemod
+from libcst.matchers import MatcherDecoratableTransformer
+from libcst.metadata import MetadataWrapper
+
+_VISITOR_NAMES: dict[type, tuple[str, ...]] = {}
+_NO_MATCHERS: dict[type, bool] = {}
+
+
+class SharedWrapper(MetadataWrapper):
+    """A MetadataWrapper whose batched provider traversal skips the per-instance method scan.
+
+    One wrapper is kept across codemod passes while they leave the tree alone, so its resolved
+    metadata (scope, qualified names, positions) is reused instead of computed again.
+    """
+
+    def __init__(self, module: cst.Module) -> None:
+        super().__init__(module, unsafe_skip_copy=True)
+
+    def visit_batched(self, visitors: Iterable[BatchableCSTVisitor], before_visit: Any = None,
+                      after_leave: Any = None) -> cst.CSTNode:
+        visitors = list(visitors)
+        with ExitStack() as stack:
+            for v in visitors:
+                stack.enter_context(v.resolve(self))
+            methods: dict[str, list[Any]] = {}
+            for v in visitors:
+                names = _VISITOR_NAMES.get(type(v))
+                if names is None:
+                    names = _VISITOR_NAMES[type(v)] = tuple(v.get_visitors())
+                for name in names:
+                    methods.setdefault(name, []).append(getattr(v, name))
+            batched = _BatchedCSTVisitor(methods, before_visit=before_visit, after_leave=after_leave)
+            return self.module.visit(batched)
+
+
+def init_codemod(command: MatcherDecoratableTransformer, context: Any) -> None:
+    """``VisitorBasedCodemodCommand.__init__`` with the matcher scan done once per class.
+
+    A class without matcher decorators (all of nbllm's) gets the empty tables the scan would
+    have produced; a class that has any takes libcst's full path every time.
+    """
+    cls = type(command)
+    if _NO_MATCHERS.get(cls):
+        Codemod.__init__(command, context)  # type: ignore[arg-type]
+        CSTTransformer.__init__(command)
+        command._extra_visit_funcs = {}
+        command._extra_leave_funcs = {}
+        command._matchers = {}
+        return
+    Codemod.__init__(command, context)  # type: ignore[arg-type]
+    MatcherDecoratableTransformer.__init__(command)
+    _NO_MATCHERS[cls] = not (command._extra_visit_funcs or command._extra_leave_funcs or command._matchers)
