@@ -102,7 +102,8 @@ def run_cell(magics: LLMMagics, args: argparse.Namespace, cell: str) -> None:
     _check(args, cell, targets, fmt)
     shell = magics.shell
     session = magics.session()
-    prompt = build_prompt(cell.strip(), notebook_state(shell), with_names=_names(args.with_), cells=args.cells or 0)
+    text, cells = cell.strip(), args.cells or 0
+    prompt = build_prompt(text, notebook_state(shell, text, cells), with_names=_names(args.with_), cells=cells)
     history: list[Message] = [] if (args.new or args.no_history) else session.windowed_history()
     messages = as_messages([*history, {"role": "user", "content": prompt}], args.system)
     call = Call(session, messages, call_params(args), args.model, magics.stream and not args.no_stream, fmt, shell)

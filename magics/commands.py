@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,9 @@ Handler = Callable[["LLMMagics", argparse.Namespace], None]
 MAGIC_TRAITS = ("stream", "format", "max_history", "default_provider")
 
 
+@functools.cache
 def build_parser() -> MagicArgumentParser:
+    """The %llm line commands' parser, built once (argparse parsers can be reused)."""
     parser = MagicArgumentParser(prog="%llm", description="Line commands of the llm magic.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("providers", aliases=["list"], help="providers, whether a key is set, default models")

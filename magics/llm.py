@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import functools
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -89,5 +91,14 @@ class LLMMagics(Magics):
         return None
 
     def parse(self, line: str) -> Any:
-        """Parse the %%llm line; quotes group words as in a shell (-s "Be brief.")."""
-        return self.llm.parser.parse_args(arg_split(line, posix=True))
+        """Parse the %%llm line; quotes group words as in a shell (-s "Be brief.").
+
+        A notebook re-runs the same few lines, so parses are kept; each call gets its own copy.
+        """
+        return argparse.Namespace(**{k: list(v) if isinstance(v, list) else v for k, v in _parsed(line)})
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(line: str) -> tuple[tuple[str, Any], ...]:
+    """The %%llm line's options (a usage error is raised, never kept)."""
+    return tuple(vars(LLMMagics.llm.parser.parse_args(arg_split(line, posix=True))).items())

@@ -11,16 +11,20 @@ from nbllm.context import NotebookState
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def notebook_state(shell: Any) -> NotebookState:
-    """Inputs as typed, outputs, text outputs and the last error of the running shell."""
+def notebook_state(shell: Any, prompt: str | None = None, cells: int | None = None) -> NotebookState:
+    """Inputs as typed, outputs, text outputs and the last error of the running shell.
+
+    Given the prompt and --cells, the parts it cannot use are left out: collecting every cell's
+    text output and formatting the last traceback cost more than the rest of a cell's work and
+    grow with the session. The inputs and outputs are the shell's own (read, never copied).
+    """
     history = shell.history_manager
-    inputs = list(getattr(history, "input_hist_raw", None) or shell.user_ns.get("In", []))
     return NotebookState(
         namespace=shell.user_ns,
-        inputs=inputs,
-        outputs=dict(shell.user_ns.get("Out", {})),
-        texts=_text_outputs(history),
-        last_error=last_error_text(shell),
+        inputs=getattr(history, "input_hist_raw", None) or shell.user_ns.get("In", []),
+        outputs=shell.user_ns.get("Out", {}),
+        texts=_text_outputs(history) if cells is None or cells > 0 else {},
+        last_error=last_error_text(shell) if prompt is None or "{Err}" in prompt else None,
         current=shell.execution_count - 1,  # IPython counts the running cell before running it
     )
 

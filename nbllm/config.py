@@ -40,16 +40,32 @@ def config_path() -> Path:
 def load_config(path: Path | None = None) -> dict[str, Any]:
     """Read the config file; a missing file is an empty config, a broken one a clear error."""
     path = path or config_path()
+    return _parse_config(path, _read_config(path))
+
+
+def _read_config(path: Path) -> bytes | None:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return path.read_bytes()
     except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _broken(path, exc) from exc
+
+
+def _parse_config(path: Path, data: bytes | None) -> dict[str, Any]:
+    if data is None:
         return {}
-    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"The nbllm config file {path} could not be read ({exc}). Fix or remove it, or point "
-            "NBLLM_CONFIG at another file."
-        ) from exc
+    try:
+        return tomllib.loads(data.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _broken(path, exc) from exc
+
+
+def _broken(path: Path, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"The nbllm config file {path} could not be read ({exc}). Fix or remove it, or point "
+        "NBLLM_CONFIG at another file."
+    )
 
 
 def env_name(provider_id: str) -> str:
@@ -102,11 +118,48 @@ def _plugin_specs() -> tuple[ProviderSpec, ...]:
 def reload_plugins() -> None:
     """Forget the plugin scan, e.g. after installing a provider plugin in a running kernel."""
     _plugin_specs.cache_clear()
+    _last_specs.clear()
+
+
+# The last specs built from the config file: (path, file bytes, env names, their values) -> specs.
+# Every call (each %%llm cell) needs them; re-reading the file is cheap, re-parsing it and
+# re-applying every override is not, so they are rebuilt only when one of those inputs changed.
+_last_specs: list[tuple[str, bytes | None, tuple[Any, ...], tuple[Any, ...], dict[str, ProviderSpec]]] = []
 
 
 def load_specs(config: dict[str, Any] | None = None) -> dict[str, ProviderSpec]:
     """All providers by id, with config-file and environment overrides applied."""
-    config = load_config() if config is None else config
+    if config is not None:
+        return _build_specs(config)
+    path = config_path()
+    data = _read_config(path)
+    if _last_specs:
+        last_path, last_data, names, values, specs = _last_specs[0]
+        if last_path == str(path) and last_data == data and _env_values(names) == values:
+            return dict(specs)
+    specs = _build_specs(_parse_config(path, data))
+    names = _env_keys(specs)
+    _last_specs[:] = [(str(path), data, names, _env_values(names), specs)]
+    return dict(specs)
+
+
+def _env_keys(specs: dict[str, ProviderSpec]) -> tuple[Any, ...]:
+    """The environment variables that can change these specs' base URLs (as os.environ stores them)."""
+    names = [f"NBLLM_{env_name(pid)}_BASE_URL" for pid in specs]
+    names += [spec.base_url_env for spec in specs.values() if spec.base_url_env]
+    encode = getattr(os.environ, "encodekey", None)
+    return tuple(encode(name) for name in names) if encode is not None else tuple(names)
+
+
+def _env_values(keys: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Those variables' current values: one dict lookup each, not os.environ's slower get()."""
+    raw = getattr(os.environ, "_data", None)
+    if isinstance(raw, dict) and getattr(os.environ, "encodekey", None) is not None:
+        return tuple(raw.get(key) for key in keys)
+    return tuple(os.environ.get(key) for key in keys)  # pragma: no cover - not CPython's os.environ
+
+
+def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
     specs = {spec.id: spec for spec in BUILTIN}
     for spec in _plugin_specs():
         specs.setdefault(spec.id, spec)
