@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 from benchkit import (
     Check,
-    DrainAfterDone,
     Stats,
     Table,
     emit,
@@ -40,8 +38,7 @@ from benchkit import (
 TARGET_ADDED_S = 0.002
 PROMPT = "hi"
 CELL = f"%%llm -p ernie --no-history\n{PROMPT}"
-WHAT_IF = "what-if: nbllm.chat(), stream read to its end"
-WHAT_IF_CELL = "what-if: shell cell: %%llm, stream read to its end"
+AFTER_ERROR = "shell cell: %%llm, after a failed cell"
 
 
 class Block:
@@ -85,21 +82,17 @@ def _bare_post(server: Any) -> Callable[[], None]:
     return post
 
 
-def _draining_chat() -> Callable[[], None]:
-    """What-if: nbllm.chat with the stream read to its end after [DONE] (the connection is then reused)."""
-    import nbllm
-
-    draining = DrainAfterDone()
-
-    def call() -> None:
-        with draining:
-            nbllm.chat(PROMPT, provider="ernie")
-
-    return call
-
-
 def _shell(bare: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
-    """A real shell with the extension loaded: run %%llm, or the bare POST as a cell."""
+    """A real shell with the extension loaded: run %%llm, or the bare POST as a cell.
+
+    The third variant runs %%llm as it runs after an earlier cell of the session failed: the
+    shell's last error (a real ZeroDivisionError raised by a cell) is in place for that cell
+    only, and cleared again so the other variants never see it.
+    """
+    import io
+    import sys
+    from contextlib import redirect_stdout
+
     from IPython.core.displaypub import CapturingDisplayPublisher
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -109,19 +102,34 @@ def _shell(bare: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], N
     shell.display_pub = publisher
     shell.user_ns["_bench_post"] = bare
 
-    draining = DrainAfterDone()
+    with redirect_stdout(io.StringIO()):
+        shell.run_cell("1 / 0")
+    error = sys.last_value
+    _forget_error()
 
-    def run(code: str, what_if: bool = False) -> Callable[[], None]:
+    def run(code: str, after_error: bool = False) -> Callable[[], None]:
         def cell() -> None:
-            with draining if what_if else nullcontext():
+            if after_error:
+                sys.last_type, sys.last_value, sys.last_traceback = type(error), error, error.__traceback__
+            try:
                 result = shell.run_cell(code)
+            finally:
+                _forget_error()
             publisher.outputs.clear()
             if not result.success:
                 raise RuntimeError(f"cell failed: {result.error_in_exec or result.error_before_exec}")
 
         return cell
 
-    return run(CELL), run(CELL, what_if=True), run("_bench_post()")
+    return run(CELL), run(CELL, after_error=True), run("_bench_post()")
+
+
+def _forget_error() -> None:
+    import sys
+
+    for name in ("last_exc", "last_type", "last_value", "last_traceback"):
+        if hasattr(sys, name):
+            delattr(sys, name)
 
 
 def measure(rounds: int, calls: int) -> tuple[dict[str, Stats], dict[str, Block]]:
@@ -131,14 +139,13 @@ def measure(rounds: int, calls: int) -> tuple[dict[str, Stats], dict[str, Block]
     with fake_openai_server() as server:
         route("ernie", server.base_url)
         bare = _bare_post(server)
-        llm_cell, llm_cell_drained, bare_cell = _shell(bare)
+        llm_cell, llm_after_error, bare_cell = _shell(bare)
         blocks = {
             "bare httpx POST": Block(bare, calls, server),
             "nbllm.chat()": Block(lambda: nbllm.chat(PROMPT, provider="ernie"), calls, server),
-            WHAT_IF: Block(_draining_chat(), calls, server),
             "shell cell: bare httpx POST": Block(bare_cell, calls, server),
             "shell cell: %%llm": Block(llm_cell, calls, server),
-            WHAT_IF_CELL: Block(llm_cell_drained, calls, server),
+            AFTER_ERROR: Block(llm_after_error, calls, server),
         }
         walls = interleave(dict(blocks), rounds, warmup=1)
         bodies = {r.body for r in server.chat_requests}
@@ -153,9 +160,9 @@ def report(walls: dict[str, Stats], blocks: dict[str, Block], rounds: int, calls
     table = Table(f"Per-call overhead: loopback server answering at once, {rounds} blocks x {calls} calls per variant",
                   ["variant", "per call (median)", "spread of block means", "ratio", "added per call",
                    "client CPU per call", "added CPU", "new connections per call"])
-    pairs = [("bare httpx POST", None), ("nbllm.chat()", "bare httpx POST"), (WHAT_IF, "bare httpx POST"),
+    pairs = [("bare httpx POST", None), ("nbllm.chat()", "bare httpx POST"),
              ("shell cell: bare httpx POST", None), ("shell cell: %%llm", "shell cell: bare httpx POST"),
-             (WHAT_IF_CELL, "shell cell: bare httpx POST")]
+             (AFTER_ERROR, "shell cell: bare httpx POST")]
     added: dict[str, float] = {}
     for name, base in pairs:
         wall, cpu = walls[name], stats(blocks[name].cpu)
@@ -173,11 +180,11 @@ def report(walls: dict[str, Stats], blocks: dict[str, Block], rounds: int, calls
     table.notes.append("the answer is the fake's 'echo: hi' (2 content chunks, finish, usage, [DONE]); 'new "
                        "connections per call' counts the TCP connections the server accepted (all variants share one "
                        "httpx pool per client, so a block's first call may use a connection the previous block left)")
-    table.notes.append("what-if rows: the SSE reader reads the body to its end before handing over [DONE] "
-                       "(benchkit.DrainAfterDone), so httpx can reuse the connection; nbllm as it is closes the "
-                       "response at [DONE], mid-body, and opens a new connection for the next call")
+    table.notes.append("'after a failed cell': the same %%llm cell with the session's last error (a ZeroDivisionError "
+                       "raised by an earlier cell) in place, as in most real sessions; nbllm formats that traceback "
+                       "only for a prompt that uses {Err}")
     checks = [Check(f"{name}: added per call", fmt_time(added[name]), "< 2 ms", added[name] < TARGET_ADDED_S)
-              for name in ("nbllm.chat()", "shell cell: %%llm")]
+              for name in ("nbllm.chat()", "shell cell: %%llm", AFTER_ERROR)]
     return [table], checks
 
 

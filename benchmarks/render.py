@@ -42,7 +42,6 @@ RATE = 100.0  # deltas per second a fast model streams
 TARGET_RATIO_10K = 1.3
 TARGET_UPDATES_PER_S = 10.5
 TARGET_E2E_RATIO = 1.3
-PUBLISH_BUDGET = 200_000  # what-if: characters the display may be sent per second
 WORDS = "The quick brown fox jumps over the lazy dog; 数据 分析 with pandas and numpy, **bold** `code`.\n"
 
 
@@ -61,11 +60,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.count = 0
+        self.chars = 0  # characters of Markdown sent, over every publish
         self.last: dict[str, Any] = {}
 
     def publish(self, data: dict[str, Any], metadata: Any = None, source: Any = None, *,
                 transient: Any = None, update: bool = False, **kwargs: Any) -> None:
         self.count += 1
+        self.chars += len(data.get("text/markdown", ""))
         self.last = data
 
 
@@ -89,37 +90,14 @@ def arriving(deltas: list[Any], clock: SimClock | None) -> Iterator[Any]:
         yield delta
 
 
-def growing_interval_view(publish: Callable[..., None], clock: Callable[[], float]) -> Any:
-    """What-if, not nbllm's renderer: RichView whose update interval grows with the text shown.
-
-    Each update sends the whole text, so with a fixed 0.1 s interval the characters sent grow
-    with length x duration (quadratic in the answer). Waiting len(text) / PUBLISH_BUDGET seconds
-    (never less than 0.1 s) caps the characters sent per second, so the total grows with the
-    answer's duration only: linear in its length at a given token rate.
-    """
-    from nbllm.magics.render import INTERVAL, RichView
-
-    class GrowingInterval(RichView):
-        chars = 0
-
-        def feed(self, delta: Any) -> None:
-            self.chars += len(delta.text)
-            super().feed(delta)
-
-        def _render(self, *, final: bool) -> None:
-            super()._render(final=final)
-            self._interval = max(INTERVAL, self.chars / PUBLISH_BUDGET)
-
-    return GrowingInterval(publish, "markdown", clock=clock)
-
-
 class Run:
     """One way of consuming a synthetic answer; the sample is CPU seconds, publishes are kept."""
 
-    def __init__(self, deltas: list[Any], simulated: bool, render: bool, what_if: bool = False) -> None:
-        self.deltas, self.simulated, self.render, self.what_if = deltas, simulated, render, what_if
+    def __init__(self, deltas: list[Any], simulated: bool, render: bool) -> None:
+        self.deltas, self.simulated, self.render = deltas, simulated, render
         self.updates = 0
         self.publishes = 0
+        self.chars = 0
         self.text = ""
 
     def __call__(self) -> float:
@@ -130,52 +108,49 @@ class Run:
         start = time.process_time()
         if self.render:
             recorder = Recorder()
-            view = (growing_interval_view(recorder.publish, tick) if self.what_if
-                    else RichView(recorder.publish, "markdown", clock=tick))
+            view = RichView(recorder.publish, "markdown", clock=tick)
             answer = consume(arriving(self.deltas, clock), view, Answer("ernie", "ernie-4.0-turbo-8k"),
                              start=tick(), clock=tick)
             self.text, self.updates, self.publishes = answer.text, view.updates, recorder.count
+            self.chars = recorder.chars
         else:
             self.text = "".join([d.text for d in arriving(self.deltas, clock)])
         return time.process_time() - start
 
 
 def synthetic(sizes: list[int], repeats: dict[int, int], burst: list[int]) -> list[dict[str, Any]]:
-    """Raw and rendered runs alternate; sizes after the first skip the warm-up (already warm).
-
-    The largest size also runs the what-if renderer (simulated clock).
-    """
+    """Raw and rendered runs alternate; sizes after the first skip the warm-up (already warm)."""
     rows = []
     for i, n in enumerate(sizes):
-        modes = [(True, False)] + ([(False, False)] if n in burst else []) + ([(True, True)] if n == sizes[-1] else [])
-        for simulated, what_if in modes:
+        for simulated in [True] + ([False] if n in burst else []):
             deltas = make_deltas(n)
-            raw, rendered = Run(deltas, simulated, False), Run(deltas, simulated, True, what_if)
+            raw, rendered = Run(deltas, simulated, False), Run(deltas, simulated, True)
             result = interleave({"raw": raw, "render": rendered}, repeats[n], warmup=1 if i == 0 else 0)
             if raw.text != rendered.text:
                 raise RuntimeError("the renderer's answer text differs from the raw text")
-            rows.append({"n": n, "simulated": simulated, "what_if": what_if, "raw": result["raw"],
-                         "render": result["render"], "updates": rendered.updates, "publishes": rendered.publishes})
+            rows.append({"n": n, "simulated": simulated, "raw": result["raw"], "render": result["render"],
+                         "updates": rendered.updates, "publishes": rendered.publishes, "chars": rendered.chars,
+                         "length": len(rendered.text)})
     return rows
 
 
 def synthetic_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(f"Streaming render cost: synthetic answers, deltas arriving at {RATE:.0f}/s (simulated clock)",
                   ["answer", "clock", "raw CPU", "renderer CPU", "renderer spread", "ratio", "CPU per delta",
-                   "answer updates", "updates per s"])
+                   "answer updates", "updates per s", "characters sent per answer character"])
     for row in rows:
         n, raw, render = row["n"], row["raw"], row["render"]
         per_s = row["updates"] / (n / RATE) if row["simulated"] else float("nan")
         clock = f"simulated {RATE:.0f}/s" if row["simulated"] else "real (burst)"
-        table.add(f"{n:,} deltas", clock + (", what-if: growing interval" if row["what_if"] else ""),
+        table.add(f"{n:,} deltas", clock,
                   fmt_time(raw.median), fmt_time(render.median), render.spread(fmt_time), fmt_ratio(ratio(render, raw)),
                   fmt_time((render.median - raw.median) / n), fmt_count(row["updates"]),
-                  f"{per_s:.1f}" if row["simulated"] else "n/a")
+                  f"{per_s:.1f}" if row["simulated"] else "n/a", f"{row['chars'] / row['length']:.1f}")
     table.notes.append("answer updates = publishes of the answer display (first delta, throttled updates, final "
                        "render); each publish also hands the whole text so far to the publisher")
     table.notes.append("'updates per s' divides by the simulated duration of the answer (deltas / rate)")
-    table.notes.append(f"what-if rows: not nbllm's renderer but RichView with its update interval raised to "
-                       f"len(text) / {PUBLISH_BUDGET:,} chars/s (never below 0.1 s), to show what a fix would give")
+    table.notes.append("the update interval is max(0.1 s, len(text) / 200,000 chars/s) (magics/render.py), so once "
+                       "an answer passes 20,000 characters the display is sent at most ~200,000 characters a second")
     return table
 
 
@@ -246,7 +221,7 @@ def e2e_table(result: dict[str, Stats], pieces: int, rounds: int) -> Table:
 
 
 def checks_for(rows: list[dict[str, Any]], e2e: dict[str, Stats], pieces: int) -> list[Check]:
-    sim = [r for r in rows if r["simulated"] and not r["what_if"]]
+    sim = [r for r in rows if r["simulated"]]
     checks = []
     ten = next((r for r in sim if r["n"] == 10_000), None)
     if ten is not None:
