@@ -14,7 +14,7 @@ import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.metadata import BaseMetadataProvider, MetadataWrapper, PositionProvider, QualifiedNameProvider
 
-from nbllm.convert.codemods.fastmeta import SharedWrapper, init_codemod
+from nbllm.convert.codemods.fastmeta import FastDispatch, SharedWrapper, init_codemod
 from nbllm.convert.models import ModelMap
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.secrets import mask
@@ -102,7 +102,7 @@ def is_openai_url(value: str) -> bool:
     return any(host in value for host in OPENAI_HOSTS)
 
 
-class NbllmCommand(VisitorBasedCodemodCommand):
+class NbllmCommand(FastDispatch, VisitorBasedCodemodCommand):
     """Base for the converter's codemods: target access and cell-addressable events."""
 
     METADATA_DEPENDENCIES: tuple[type[BaseMetadataProvider[Any]], ...] = (QualifiedNameProvider,)
