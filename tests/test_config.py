@@ -167,3 +167,25 @@ def test_keyring_is_used_when_installed(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "keyring", fake)
     assert find_key(get_spec("deepseek")) == "ring-key-9"
     assert find_key(get_spec("kimi")) is None
+
+
+def test_specs_follow_every_change_of_the_config_file_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_specs keeps its last result; any edit of the file or a base-URL variable must show at once."""
+    write_config('[providers.ernie]\nbase_url = "http://a.invalid/v1"\n')
+    first = load_specs()
+    assert first["ernie"].base_url == "http://a.invalid/v1"
+    first["ernie"] = PLUGIN_SPEC  # a caller changing its copy changes nothing for the next caller
+    assert load_specs()["ernie"].base_url == "http://a.invalid/v1"
+    write_config('[providers.ernie]\nbase_url = "http://b.invalid/v1"\n')  # same size, same second
+    assert load_specs()["ernie"].base_url == "http://b.invalid/v1"
+    monkeypatch.setenv("NBLLM_ERNIE_BASE_URL", "http://env.invalid/v1")
+    assert load_specs()["ernie"].base_url == "http://env.invalid/v1"
+    monkeypatch.delenv("NBLLM_ERNIE_BASE_URL")
+    assert load_specs()["ernie"].base_url == "http://b.invalid/v1"
+    monkeypatch.setenv("OLLAMA_HOST", "http://ollama.invalid:11434")  # a provider's own variable counts too
+    assert load_specs()["ollama"].base_url == "http://ollama.invalid:11434"
+    Path(os.environ["NBLLM_CONFIG"]).unlink()
+    assert load_specs()["ernie"].base_url == BUILTIN_BY_ID["ernie"].base_url
+
+
+BUILTIN_BY_ID = {spec.id: spec for spec in BUILTIN}
