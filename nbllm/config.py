@@ -124,7 +124,7 @@ def reload_plugins() -> None:
 # The last specs built from the config file: (path, file bytes, env names, their values) -> specs.
 # Every call (each %%llm cell) needs them; re-reading the file is cheap, re-parsing it and
 # re-applying every override is not, so they are rebuilt only when one of those inputs changed.
-_last_specs: list[tuple[str, bytes | None, tuple[Any, ...], tuple[Any, ...], dict[str, ProviderSpec]]] = []
+_last_specs: list[tuple[str, bytes | None, tuple[str, ...], tuple[str | None, ...], dict[str, ProviderSpec]]] = []
 
 
 def load_specs(config: dict[str, Any] | None = None) -> dict[str, ProviderSpec]:
@@ -143,20 +143,14 @@ def load_specs(config: dict[str, Any] | None = None) -> dict[str, ProviderSpec]:
     return dict(specs)
 
 
-def _env_keys(specs: dict[str, ProviderSpec]) -> tuple[Any, ...]:
-    """The environment variables that can change these specs' base URLs (as os.environ stores them)."""
+def _env_keys(specs: dict[str, ProviderSpec]) -> tuple[str, ...]:
+    """The environment variables that can change these specs' base URLs."""
     names = [f"NBLLM_{env_name(pid)}_BASE_URL" for pid in specs]
-    names += [spec.base_url_env for spec in specs.values() if spec.base_url_env]
-    encode = getattr(os.environ, "encodekey", None)
-    return tuple(encode(name) for name in names) if encode is not None else tuple(names)
+    return tuple(names + [spec.base_url_env for spec in specs.values() if spec.base_url_env])
 
 
-def _env_values(keys: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Those variables' current values: one dict lookup each, not os.environ's slower get()."""
-    raw = getattr(os.environ, "_data", None)
-    if isinstance(raw, dict) and getattr(os.environ, "encodekey", None) is not None:
-        return tuple(raw.get(key) for key in keys)
-    return tuple(os.environ.get(key) for key in keys)  # pragma: no cover - not CPython's os.environ
+def _env_values(names: tuple[str, ...]) -> tuple[str | None, ...]:
+    return tuple(os.environ.get(name) for name in names)
 
 
 def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
