@@ -1,6 +1,6 @@
 """What every nbllm codemod shares: the target, the event log and name-resolution helpers.
 
-Names are resolved by import (QualifiedNameProvider), never by spelling: a LangChain or
+Names are resolved by import (the scope's qualified names), never by spelling: a LangChain or
 llama_index class called ``OpenAI`` is not the SDK client.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
-from libcst.metadata import BaseMetadataProvider, MetadataWrapper, PositionProvider, QualifiedNameProvider
+from libcst.metadata import BaseMetadataProvider, MetadataWrapper, PositionProvider, ScopeProvider
 
 from nbllm.convert.codemods.fastmeta import FastDispatch, SharedWrapper, init_codemod
 from nbllm.convert.models import ModelMap
@@ -105,7 +105,10 @@ def is_openai_url(value: str) -> bool:
 class NbllmCommand(FastDispatch, VisitorBasedCodemodCommand):
     """Base for the converter's codemods: target access and cell-addressable events."""
 
-    METADATA_DEPENDENCIES: tuple[type[BaseMetadataProvider[Any]], ...] = (QualifiedNameProvider,)
+    # ScopeProvider rather than STYLE.md 11's QualifiedNameProvider: that provider is one more
+    # whole-tree traversal per resolution that only stores, for every node, a lazy call of
+    # scope.get_qualified_names_for(node); qnames() makes that same call for the nodes asked about.
+    METADATA_DEPENDENCIES: tuple[type[BaseMetadataProvider[Any]], ...] = (ScopeProvider,)
     # The pass runs only when the code matches (libcst passes are slow; most have nothing to do).
     TRIGGER: re.Pattern[str] | None = None
 
@@ -145,7 +148,9 @@ class NbllmCommand(FastDispatch, VisitorBasedCodemodCommand):
         return self.scratch.target
 
     def qnames(self, node: cst.CSTNode) -> set[str]:
-        return {q.name for q in self.get_metadata(QualifiedNameProvider, node, set())}
+        """Qualified names of node, exactly as QualifiedNameProvider would give them."""
+        scope = self.get_metadata(ScopeProvider, node, None)
+        return {q.name for q in scope.get_qualified_names_for(node)} if scope else set()
 
     def _record(self, node: cst.CSTNode, event: Event) -> None:
         self.scratch.events.append(event)

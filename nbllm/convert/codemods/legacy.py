@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 import libcst as cst
-from libcst.metadata import QualifiedNameProvider, ScopeProvider
+from libcst.metadata import ScopeProvider
 
 from nbllm.convert.codemods.base import (
     V0_RESOURCES,
@@ -47,7 +47,7 @@ def uses_v0(cmd: NbllmCommand, module: cst.Module) -> bool:
 
 
 class _V0Base(NbllmCommand):
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider)
+    METADATA_DEPENDENCIES = (ScopeProvider,)
     TRIGGER = re.compile(r"\b(?:ChatCompletion|Completion|Embedding|Engine|FineTune|FineTuningJob|Moderation|Image|File|"
                          r"Audio|Edit|Deployment|Customer|Model|error|api_base|api_type|api_version|requestssession)\b")
 

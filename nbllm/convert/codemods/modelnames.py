@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 import libcst as cst
-from libcst.metadata import QualifiedNameProvider, Scope, ScopeProvider
+from libcst.metadata import Scope, ScopeProvider
 
 from nbllm.convert.codemods.base import ApiCalls, NbllmCommand, collect, string_value, with_string
 
@@ -29,7 +29,7 @@ def _dict_model(node: cst.Dict) -> cst.BaseExpression | None:
 
 class ModelNames(NbllmCommand):
     DESCRIPTION = "Map OpenAI model names to the target provider's models, following names to their bindings."
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider)
+    METADATA_DEPENDENCIES = (ScopeProvider,)
     TRIGGER = re.compile(r"[\"'](?:gpt-|o[134]|text-|davinci|babbage|chatgpt|code-)")
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import libcst as cst
-from libcst.metadata import QualifiedNameProvider, ScopeProvider
+from libcst.metadata import ScopeProvider
 
 from nbllm.convert.codemods.base import NbllmCommand, collect, string_value
 
@@ -23,7 +23,7 @@ RESULT_METHODS = ("chat.completions.create", "completions.create", "embeddings.c
 
 class ResultAccess(NbllmCommand):
     DESCRIPTION = "Turn dict access on migrated results into attribute access."
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, ScopeProvider)
+    METADATA_DEPENDENCIES = (ScopeProvider,)
     TRIGGER = re.compile(r"\[\s*[\"']|\.get\(")
 
     def visit_Module(self, node: cst.Module) -> None:
