@@ -289,11 +289,8 @@ def route(provider_id: str, base_url: str, key: str = "bench-key-0000") -> None:
 
 
 def fake_openai_server(**kwargs: Any) -> Any:
-    """tests/fakes' ``FakeOpenAIServer`` with TCP_NODELAY, counting connections (not started).
+    """tests/fakes' ``FakeOpenAIServer`` (TCP_NODELAY, as real servers), counting connections (not started).
 
-    The fake writes every SSE event as its own small send; with Nagle's algorithm on, each
-    request then waits for the client's delayed ACK (~40 ms on Linux loopback), which would
-    swamp every figure. Real servers (uvicorn, nginx, vLLM) set TCP_NODELAY too.
     ``server.connections`` counts the TCP connections accepted, to see keep-alive at work.
     """
     use_repo()
@@ -304,40 +301,6 @@ def fake_openai_server(**kwargs: Any) -> Any:
         with handler.owner.lock:
             handler.owner.connections += 1
 
-    handler = type("NoDelayHandler", (FakeOpenAIServer.handler_class,), {"disable_nagle_algorithm": True,
-                                                                         "setup": setup})
-    server_class = type("NoDelayFakeOpenAIServer", (FakeOpenAIServer,), {"handler_class": handler, "connections": 0})
+    handler = type("CountingHandler", (FakeOpenAIServer.handler_class,), {"setup": setup})
+    server_class = type("CountingFakeOpenAIServer", (FakeOpenAIServer,), {"handler_class": handler, "connections": 0})
     return server_class(**kwargs)
-
-
-class DrainAfterDone:
-    """What-if, as a context: the SSE reader reads the body to its end before handing over ``[DONE]``.
-
-    nbllm's OpenAI-compatible provider stops at ``data: [DONE]`` and closes the response before
-    the end of the chunked body, so httpx cannot put the connection back in its pool and every
-    call opens a new one. Inside this context the rest of the body (only the chunk terminator)
-    is read first, as a fix in the provider would do.
-    """
-
-    def __init__(self) -> None:
-        from httpx_sse import EventSource
-
-        self._cls = EventSource
-        self._real = EventSource.iter_sse
-        real = self._real
-
-        def iter_sse(source: Any) -> Any:
-            events = real(source)
-            for event in events:
-                if event.data.strip() == "[DONE]":
-                    for _ in events:
-                        pass
-                yield event
-
-        self._draining = iter_sse
-
-    def __enter__(self) -> None:
-        self._cls.iter_sse = self._draining  # type: ignore[method-assign]
-
-    def __exit__(self, *exc: object) -> None:
-        self._cls.iter_sse = self._real  # type: ignore[method-assign]
