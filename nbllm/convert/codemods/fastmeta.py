@@ -75,7 +75,9 @@ class SharedWrapper(MetadataWrapper):
     """A MetadataWrapper whose batched provider traversal skips the per-instance method scan.
 
     One wrapper is kept across codemod passes while they leave the tree alone, so its resolved
-    metadata (scope, qualified names, positions) is reused instead of computed again.
+    metadata (scope, qualified names, positions) is reused instead of computed again. A batch
+    whose providers only act on the Module node is not walked further (three empty whole-tree
+    walks per resolution before).
     """
 
     def __init__(self, module: cst.Module) -> None:
@@ -94,6 +96,13 @@ class SharedWrapper(MetadataWrapper):
                     names = _VISITOR_NAMES[type(v)] = tuple(v.get_visitors())
                 for name in names:
                     methods.setdefault(name, []).append(getattr(v, name))
+            if before_visit is None and after_leave is None and set(methods) <= {"visit_Module"}:
+                # libcst's scope and expression-context providers do all their work in
+                # visit_Module (with a visitor of their own), and the positions step batches no
+                # provider at all: walking the rest of the tree would call nothing.
+                for fn in methods.get("visit_Module", []):
+                    fn(self.module)
+                return self.module
             batched = _BatchedCSTVisitor(methods, before_visit=before_visit, after_leave=after_leave)
             return self.module.visit(batched)
 
