@@ -15,7 +15,7 @@ from nbllm.convert.cells import CodeCell, cell_line_starts, join, mask_cell, new
 from nbllm.convert.codemods.base import Event, NbllmCommand, Scratch, Target, new_context
 from nbllm.convert.codemods.clients import ClientArgs, ModuleClient
 from nbllm.convert.codemods.env import EnvKeys
-from nbllm.convert.codemods.fastmeta import SharedWrapper
+from nbllm.convert.codemods.fastmeta import SharedWrapper, code_and_lines
 from nbllm.convert.codemods.flags import Flags
 from nbllm.convert.codemods.langchain import LangChainArgs
 from nbllm.convert.codemods.legacy import LegacyMigrate, LegacyRetarget
@@ -92,8 +92,8 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
         if any(not e.warning for e in scratch.events[before:]):  # every change is noted
             # Only a changed tree needs its metadata resolved again; a pass that changed
             # nothing hands the next one the same tree and wrapper (scope and names resolved).
-            code = module.code
-            wrapper = SharedWrapper(module)
+            code, lines = code_and_lines(module)
+            wrapper = SharedWrapper(module, lines)
             starts = cell_line_starts(code, salt)
     parts = split(code, salt, len(cells))
     if parts is None:

@@ -131,9 +131,10 @@ class NbllmCommand(FastDispatch, VisitorBasedCodemodCommand):
             with self.resolve(wrapper):
                 result = self.transform_module_impl(wrapper.module)
             if self._pending:
-                positions = wrapper.resolve(PositionProvider)
+                lines = wrapper.start_lines() if isinstance(wrapper, SharedWrapper) else \
+                    {n: p.start.line for n, p in wrapper.resolve(PositionProvider).items()}
                 for event, node in self._pending:
-                    event.line = positions[node].start.line if node in positions else 0
+                    event.line = lines.get(node, 0)
         finally:
             self.context = previous
             self._pending = []

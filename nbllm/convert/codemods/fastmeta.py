@@ -11,14 +11,17 @@ matchers in use); ``FastDispatch`` calls the class's visit/leave methods from a 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from types import MethodType
 from typing import Any
 
 import libcst as cst
 from libcst import BatchableCSTVisitor, CSTTransformer
 from libcst._batched_visitor import _BatchedCSTVisitor
+from libcst._nodes.internal import CodegenState
 from libcst.codemod import Codemod
 from libcst.matchers import MatcherDecoratableTransformer
 from libcst.metadata import MetadataWrapper
@@ -71,6 +74,59 @@ class FastDispatch:
             CSTTransformer.on_leave_attribute(self, original_node, attribute)  # type: ignore[arg-type]
 
 
+_NEWLINE = re.compile(r"\r\n?|\n")  # what libcst's PositionProvider counts as a line break
+
+
+@dataclass
+class _LineState(CodegenState):
+    """Codegen that also notes each node's start line, as PositionProvider's ``start.line``.
+
+    PositionProvider tracks lines and columns for every token and builds two positions per node
+    (a separate whole-module codegen per resolution); the converter only needs start lines, and
+    needs the code of every changed tree anyway, so both come from this one codegen.
+    """
+
+    line: int = 1
+    lines: dict[cst.CSTNode, int] = field(default_factory=dict)
+    stack: list[int] = field(default_factory=list)
+
+    def add_indent_tokens(self) -> None:
+        self.tokens.extend(self.indent_tokens)
+        for token in self.indent_tokens:
+            self.add_lines(token)
+
+    def add_token(self, value: str) -> None:
+        self.tokens.append(value)
+        self.add_lines(value)
+
+    def add_lines(self, value: str) -> None:
+        if "\n" in value or "\r" in value:
+            self.line += len(_NEWLINE.findall(value))
+
+    def before_codegen(self, node: cst.CSTNode) -> None:
+        self.stack.append(self.line)
+
+    def after_codegen(self, node: cst.CSTNode) -> None:
+        start = self.stack.pop()
+        self.lines.setdefault(node, start)  # a syntactic start recorded already wins
+
+    @contextmanager
+    def record_syntactic_position(self, node: cst.CSTNode, *, start_node: cst.CSTNode | None = None,
+                                  end_node: cst.CSTNode | None = None) -> Iterator[None]:
+        start = self.line
+        try:
+            yield
+        finally:
+            self.lines[node] = self.lines[start_node] if start_node is not None else start
+
+
+def code_and_lines(module: cst.Module) -> tuple[str, dict[cst.CSTNode, int]]:
+    """``module.code`` and every node's start line (PositionProvider's), in one codegen."""
+    state = _LineState(default_indent=module.default_indent, default_newline=module.default_newline)
+    module._codegen(state)
+    return "".join(state.tokens), state.lines
+
+
 class SharedWrapper(MetadataWrapper):
     """A MetadataWrapper whose batched provider traversal skips the per-instance method scan.
 
@@ -80,8 +136,15 @@ class SharedWrapper(MetadataWrapper):
     walks per resolution before).
     """
 
-    def __init__(self, module: cst.Module) -> None:
+    def __init__(self, module: cst.Module, lines: dict[cst.CSTNode, int] | None = None) -> None:
         super().__init__(module, unsafe_skip_copy=True)
+        self._lines = lines
+
+    def start_lines(self) -> dict[cst.CSTNode, int]:
+        """Start line of every node (computed on first use unless the pipeline passed them)."""
+        if self._lines is None:
+            self._lines = code_and_lines(self.module)[1]
+        return self._lines
 
     def visit_batched(self, visitors: Iterable[BatchableCSTVisitor], before_visit: Any = None,
                       after_leave: Any = None) -> cst.CSTNode:
