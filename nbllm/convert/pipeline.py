@@ -13,6 +13,7 @@ import libcst as cst
 
 from nbllm.convert.cells import CodeCell, cell_line_starts, join, mask_cell, new_salt, restore_text, split
 from nbllm.convert.codemods.base import Event, NbllmCommand, Scratch, Target, new_context
+from nbllm.convert.codemods.batched import transform_batched
 from nbllm.convert.codemods.clients import ClientArgs, ModuleClient
 from nbllm.convert.codemods.env import EnvKeys
 from nbllm.convert.codemods.fastmeta import SharedWrapper, code_and_lines
@@ -70,6 +71,14 @@ def _place(events: list[Event], starts: list[int], cells: list[CodeCell], out: l
         out.append(Item(ev.kind, ev.message, cell, line, ev.warning))
 
 
+def _runs(command: type[NbllmCommand], code: str, target: Target, scratch: Scratch) -> bool:
+    """Whether a pass has anything to do (its trigger text is in the code, or it is forced)."""
+    forced = command is ModelNames and target.models.overrides
+    if command.TRIGGER is not None and not forced and not command.TRIGGER.search(code):
+        return False
+    return command is not ResultAccess or bool(scratch.migrated)
+
+
 def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     """Convert the (already masked) code cells of one notebook or file."""
     salt = new_salt("".join(c.text + c.masked for c in cells))
@@ -80,14 +89,16 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     code = module.code
     wrapper = SharedWrapper(module)
     starts = cell_line_starts(code, salt)
+    done: set[type[NbllmCommand]] = set()
     for command in _passes(target):
-        forced = command is ModelNames and target.models.overrides
-        if command.TRIGGER is not None and not forced and not command.TRIGGER.search(code):
-            continue
-        if command is ResultAccess and not scratch.migrated:
+        if command in done or not _runs(command, code, target, scratch):
             continue
         before = len(scratch.events)
-        module = command(context).transform_wrapped(wrapper)
+        if command is EnvKeys and _runs(ModelNames, code, target, scratch):
+            module = transform_batched([EnvKeys(context), ModelNames(context)], wrapper)  # see batched.py
+            done.add(ModelNames)
+        else:
+            module = command(context).transform_wrapped(wrapper)
         _place(scratch.events[before:], starts, cells, outcome.items)
         if any(not e.warning for e in scratch.events[before:]):  # every change is noted
             # Only a changed tree needs its metadata resolved again; a pass that changed
