@@ -79,7 +79,7 @@ def iter_rows(rows: Any) -> Iterator[Any]:
     elif is_series(rows):
         for start in range(0, len(rows), CHUNK):
             yield from rows.iloc[start : start + CHUNK].tolist()
-    elif isinstance(rows, (str, bytes)) or isinstance(rows, Mapping):
+    elif isinstance(rows, (str, bytes, Mapping)):
         raise ContextError("nbllm.map takes many rows (a list, a DataFrame, any iterable), not a single "
                            f"{type(rows).__name__}; wrap one row in a list.")
     elif isinstance(rows, Iterable):

@@ -12,6 +12,7 @@ requests are closed, and the caller keeps everything that finished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -111,10 +112,8 @@ def in_thread(make: Callable[[], AsyncIterator[T]], buffer: int = 64, poll: floa
             yield value
     finally:
         if worker.is_alive() and not task.done():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed in between: nothing to cancel
                 loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # the loop closed in between: nothing left to cancel
-                pass
         while True:
             _drain(handoff, leftover)
             if not worker.is_alive():
