@@ -72,12 +72,17 @@ class LLMMagics(Magics):
     @argument("--no-history", action="store_true", dest="no_history", help="one-off: send and keep no history")
     @argument("--with", dest="with_", metavar="A,B", help="add these variables to the prompt as context")
     @argument("--cells", type=int, metavar="N", help="add the last N cells' inputs and text outputs as context")
+    @argument("--over", metavar="ROWS", help="ask the cell (a {column} template) once per row of this variable")
+    @argument("--concurrency", type=int, default=8, metavar="N", help="with --over: requests at once (default 8)")
+    @argument("--rpm", type=float, help="with --over: requests a minute (default: the provider's)")
+    @argument("--tpm", type=float, help="with --over: tokens a minute (default: the provider's)")
     @line_cell_magic
-    def llm(self, line: str, cell: str | None = None) -> None:
+    def llm(self, line: str, cell: str | None = None) -> Any:
         """Ask a language model. ``%%llm [TARGET] [options]`` with the prompt in the cell body.
 
         The prompt may name notebook context: {name} (a variable), {In[3]}, {Out[3]}, {Err}
-        (the last error); {{name}} sends the braces literally. Line commands: ``%llm`` (current
+        (the last error); {{name}} sends the braces literally. With ``--over ROWS`` the cell is a
+        template filled from each row's columns ({text} for plain strings), sent once per row. Line commands: ``%llm`` (current
         settings), ``%llm help``, providers/list, models [ID], use TARGET, set KEY=VALUE,
         key ID, history, reset, check [ID], switcher, error/fix, convert PATH --to ID.
         """
@@ -85,9 +90,14 @@ class LLMMagics(Magics):
             from .commands import run_line
 
             return run_line(self, line)
+        args = self.parse(line)
+        if args.over:
+            from .over import run_over
+
+            return run_over(self, args, cell)
         from .ask import run_cell
 
-        run_cell(self, self.parse(line), cell)
+        run_cell(self, args, cell)
         return None
 
     def parse(self, line: str) -> Any:

@@ -6,7 +6,7 @@ only when a call needs them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -18,7 +18,8 @@ from nbllm import chat as _chat_values  # noqa: E402, F401, I001
 if TYPE_CHECKING:
     from nbllm.chat import Message, Reply
 
-__all__ = ["__version__", "chat", "stream", "set_key", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["__version__", "chat", "stream", "achat", "astream", "map", "imap", "embed", "Failed", "set_key",
+           "load_ipython_extension", "unload_ipython_extension"]
 
 
 def chat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
@@ -41,6 +42,68 @@ def stream(prompt_or_messages: str | list[Message], provider: str | None = None,
     for delta in default_session().stream(prompt_or_messages, provider, model, system, **params):
         if delta.text:
             yield delta.text
+
+
+async def achat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
+                system: str | None = None, **params: Any) -> Reply:
+    """``chat`` for asyncio code (``await nbllm.achat(...)``, top-level ``await`` in a notebook)."""
+    from nbllm.session import default_session
+
+    return await default_session().achat(prompt_or_messages, provider, model, system, **params)
+
+
+async def astream(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
+                  system: str | None = None, **params: Any) -> AsyncIterator[str]:
+    """``stream`` for asyncio code: ``async for piece in nbllm.astream(...)``."""
+    from nbllm.session import default_session
+
+    async for delta in default_session().astream(prompt_or_messages, provider, model, system, **params):
+        if delta.text:
+            yield delta.text
+
+
+def map(prompt: str, rows: Any, provider: str | None = None, *, model: str | None = None,  # noqa: A001
+        system: str | None = None, concurrency: int = 8, rpm: float | None = None, tpm: float | None = None,
+        progress: bool = True, **params: Any) -> Any:
+    """Ask ``prompt`` (a template with ``{column}`` fields) once per row; the answers in row order.
+
+    Rows are dicts, named tuples, DataFrame rows or plain strings (``{text}``); a DataFrame or
+    Series gives a Series on its index, anything else a list. A failed row holds an
+    ``nbllm.Failed`` value and the summary says why. At most ``concurrency`` requests are in
+    flight, paced to ``rpm``/``tpm`` (default: the provider's documented limits; 0 turns one off).
+    """
+    from nbllm.batch.table import run_map
+
+    return run_map(prompt, rows, provider, model, system, concurrency, rpm, tpm, progress, params)
+
+
+def imap(prompt: str, rows: Any, provider: str | None = None, *, model: str | None = None,
+         system: str | None = None, concurrency: int = 8, rpm: float | None = None, tpm: float | None = None,
+         **params: Any) -> Iterator[tuple[Any, Any]]:
+    """Like ``map`` but yields ``(row key, answer)`` as rows finish, reading rows only as needed."""
+    from nbllm.batch.table import run_imap
+
+    return run_imap(prompt, rows, provider, model, system, concurrency, rpm, tpm, params)
+
+
+def embed(texts: str | Sequence[str], provider: str | None = None, model: str | None = None, *,
+          batch_size: int | None = None, concurrency: int = 4, **params: Any) -> Any:
+    """One vector per text, in order (a numpy array when numpy is installed; one vector for a string).
+
+    ``model`` defaults to the provider's embedding model in the catalogue; texts are sent in
+    requests of the provider's documented size.
+    """
+    from nbllm.batch.embed import run_embed
+
+    return run_embed(texts, provider, model, batch_size, concurrency, params)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Failed":  # the slot value of a row without an answer; imported only when asked for
+        from nbllm.batch.outcome import Failed
+
+        return Failed
+    raise AttributeError(f"module 'nbllm' has no attribute {name!r}")
 
 
 def set_key(provider: str, key: str) -> None:

@@ -33,6 +33,12 @@ class ProviderSpec:
     lists_models: bool = True  # serves GET /models (or its dialect's listing)
     tiers: dict[str, str] = field(default_factory=dict)
     docs: str = ""
+    # Batch defaults (sources: docs/batch.md#rate-limit-defaults, #embeddings-limits): requests and tokens a minute that
+    # nbllm.map paces itself to when the call names none, and how many texts one embeddings
+    # request may carry (0: the provider serves no embeddings; tiers["embedding"] is the model).
+    rpm: int | None = None
+    tpm: int | None = None
+    embed_batch: int = 0
 
     @property
     def openai_compatible(self) -> bool:
@@ -65,6 +71,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         tiers={"strong": "ernie-4.5-turbo-128k", "fast": "ernie-speed-128k",
                "reasoning": "ernie-x1-turbo-32k", "embedding": "embedding-v1"},
         docs="https://cloud.baidu.com/doc/WENXINWORKSHOP/s/2m3fihw8s",
+        rpm=300, tpm=300_000, embed_batch=16,
     ),
     _row(
         id="ernie-v1",
@@ -73,6 +80,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         base_url="https://aip.baidubce.com",
         key_env=("QIANFAN_AK",),
         secret_env=("QIANFAN_SK",),
+        rpm=300, tpm=300_000,
         models=(
             "ERNIE-4.0-8K", "ERNIE-3.5-8K", "ERNIE-4.0-Turbo-8K", "ERNIE-3.5-128K", "ERNIE-Speed-8K",
             "ERNIE-Speed-128K", "ERNIE-Lite-8K", "ERNIE-Tiny-8K", "ERNIE-Bot-8K",
@@ -103,6 +111,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         tiers={"strong": "qwen-max", "fast": "qwen-turbo", "reasoning": "qwq-plus",
                "embedding": "text-embedding-v3"},
         docs="https://help.aliyun.com/zh/model-studio/compatibility-of-openai-with-dashscope",
+        rpm=600, tpm=1_000_000, embed_batch=10,
     ),
     _row(
         id="deepseek",
@@ -124,6 +133,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         tiers={"strong": "glm-4-plus", "fast": "glm-4-flash", "reasoning": "glm-4.6",
                "embedding": "embedding-3"},
         docs="https://docs.bigmodel.cn/cn/api/introduction",
+        embed_batch=64,
     ),
     _row(
         id="kimi",
@@ -135,6 +145,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
                 "kimi-k2-turbo-preview", "kimi-k2-thinking"),
         tiers={"strong": "kimi-k2-0905-preview", "fast": "moonshot-v1-8k", "reasoning": "kimi-k2-thinking"},
         docs="https://platform.kimi.com/docs",
+        rpm=200, tpm=2_000_000,
     ),
     _row(
         id="siliconflow",
@@ -147,6 +158,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         tiers={"strong": "deepseek-ai/DeepSeek-V3", "fast": "Qwen/Qwen2.5-7B-Instruct",
                "reasoning": "deepseek-ai/DeepSeek-R1", "embedding": "BAAI/bge-m3"},
         docs="https://docs.siliconflow.cn/docs/userguide/quickstart",
+        rpm=1_000, tpm=50_000, embed_batch=32,
     ),
     _row(
         id="spark",
@@ -183,6 +195,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         tiers={"strong": "doubao-seed-1-6-250615", "fast": "doubao-1-5-lite-32k-250115",
                "reasoning": "doubao-seed-1-6-250615", "embedding": "doubao-embedding-text-240715"},
         docs="https://www.volcengine.com/docs/82379",
+        embed_batch=256,
     ),
     _row(
         id="hf",
@@ -191,8 +204,10 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         base_url="https://router.huggingface.co/v1",
         key_env=("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
         models=("Qwen/Qwen2.5-72B-Instruct", "deepseek-ai/DeepSeek-V3-0324", "meta-llama/Llama-3.3-70B-Instruct"),
-        tiers={"strong": "deepseek-ai/DeepSeek-V3-0324", "fast": "Qwen/Qwen2.5-72B-Instruct"},
+        tiers={"strong": "deepseek-ai/DeepSeek-V3-0324", "fast": "Qwen/Qwen2.5-72B-Instruct",
+               "embedding": "sentence-transformers/all-MiniLM-L6-v2"},
         docs="https://huggingface.co/docs/inference-providers",
+        embed_batch=32,
     ),
     _row(
         id="tgi",
@@ -211,6 +226,8 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         key_required=False,
         base_url_env="OLLAMA_HOST",
         models=("qwen2.5:7b", "deepseek-r1:7b", "llama3.2"),
+        tiers={"embedding": "bge-m3"},
+        embed_batch=32,
     ),
     _row(
         id="vllm",
@@ -220,6 +237,8 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         key_env=("VLLM_API_KEY",),
         key_required=False,
         models=("Qwen/Qwen2.5-7B-Instruct",),
+        tiers={"embedding": "BAAI/bge-m3"},  # when vLLM serves an embedding model
+        embed_batch=32,
     ),
     _row(
         id="llamacpp",
@@ -229,6 +248,8 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         key_env=("LLAMACPP_API_KEY",),
         key_required=False,
         models=("default",),  # llama-server answers with whatever model it loaded
+        tiers={"embedding": "default"},  # llama-server started with --embedding
+        embed_batch=32,
     ),
     _row(
         id="local",
@@ -258,5 +279,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         models=("gpt-4o-mini", "gpt-4o", "o3-mini", "text-embedding-3-small"),
         tiers={"strong": "gpt-4o", "fast": "gpt-4o-mini", "reasoning": "o3-mini",
                "embedding": "text-embedding-3-small"},
+        rpm=500, tpm=200_000, embed_batch=2048,
     ),
 )

@@ -1,0 +1,50 @@
+"""``%%llm --over ROWS``: the cell body is a ``{column}`` template asked once per row (``nbllm.map``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from .ask import call_params, parse_targets
+
+if TYPE_CHECKING:
+    from .llm import LLMMagics
+
+# Options that make no sense row by row: they shape one conversation or one displayed answer.
+_SINGLE_ANSWER = {"insert": "--insert", "new": "--new", "with_": "--with", "cells": "--cells", "format": "-f"}
+
+
+def run_over(magics: LLMMagics, args: argparse.Namespace, cell: str) -> Any:
+    """Answer every row of ``args.over`` (a variable) and store the answers in ``-o NAME``."""
+    template = cell.strip()
+    _check(args, template)
+    targets = parse_targets(args.target, args.provider)
+    if targets.mode != "single":
+        raise UsageError("--over sends every row to one provider; name one (compare a sample of rows first).")
+    shell = magics.shell
+    if args.over not in shell.user_ns:
+        raise UsageError(f"--over names {args.over!r}, which is not a variable in this notebook.")
+    from nbllm.batch.table import run_map
+
+    provider = targets.names[0] if targets.names else None
+    params = call_params(args) | ({"stream": False} if args.no_stream else {})
+    answers = run_map(template, shell.user_ns[args.over], provider, args.model, args.system,
+                      args.concurrency, args.rpm, args.tpm, True, params)
+    if args.out:
+        shell.user_ns[args.out] = answers
+        return None
+    return answers
+
+
+def _check(args: argparse.Namespace, template: str) -> None:
+    if not template:
+        raise UsageError("The %%llm --over cell has no prompt: write the template, e.g. Label this review: {text}")
+    used = [flag for name, flag in _SINGLE_ANSWER.items() if getattr(args, name, None)]
+    if used:
+        raise UsageError(f"{used[0]} applies to a single answer, not to --over (every row is its own request).")
+    if args.out is not None and not args.out.isidentifier():
+        raise UsageError(f"-o needs a variable name, got {args.out!r}.")
+    if args.concurrency < 1:
+        raise UsageError("--concurrency takes a number of requests at once, 1 or more.")

@@ -1,0 +1,58 @@
+"""``nbllm.embed``: one vector per text, in order, in as few requests as the provider allows.
+
+Texts are cut into requests of the provider's documented size (``embeddings.batch_size``) and
+sent a few at a time through the provider's limiter (requests a minute only: embeddings are
+cheap in tokens). A failed request fails the call: a matrix with holes in it is no use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nbllm.batch import embeddings
+from nbllm.batch.limiter import limiter_for
+from nbllm.batch.outcome import Failed
+from nbllm.batch.runner import in_thread, run_bounded
+
+DEFAULT_CONCURRENCY = 4
+
+
+def run_embed(texts: str | Sequence[str], provider: str | None, model: str | None, batch_size: int | None,
+              concurrency: int, params: dict[str, Any]) -> Any:
+    """Vectors for ``texts`` (one vector for a single string): a numpy array when numpy is installed."""
+    from nbllm.config import split_target
+    from nbllm.session import default_session
+
+    single = isinstance(texts, str)
+    items = [texts] if single else [str(t) for t in texts]  # type: ignore[list-item]
+    session = default_session()
+    named_model = split_target(provider)[1] if provider else None
+    chosen, _ = session.resolve(provider, None, timeout=params.pop("timeout", None))
+    spec = chosen.spec
+    model_name = embeddings.embedding_model(spec, model or named_model)
+    size = embeddings.batch_size(spec, batch_size)
+    limiter = limiter_for(spec.id, spec.base_url + "#embeddings", spec.rpm, None)
+    found: list[list[float] | None] = [None] * len(items)
+
+    async def one(batch: tuple[int, Sequence[str]]) -> tuple[int, list[list[float]]]:
+        offset, chunk = batch
+        path, body = embeddings.request(spec, model_name, chunk, params)
+        answer = await chosen.apost_json(path, body, gate=limiter)
+        return offset, embeddings.vectors(spec, answer, len(chunk))
+
+    for _, outcome in in_thread(lambda: run_bounded(embeddings.batches(items, size), one, concurrency)):
+        if isinstance(outcome, Failed):
+            raise outcome.error or RuntimeError(outcome.message)
+        offset, vectors = outcome
+        found[offset : offset + len(vectors)] = vectors
+    return _shape(found, single)
+
+
+def _shape(found: list[Any], single: bool) -> Any:
+    try:
+        import numpy as np
+    except ImportError:
+        return found[0] if single else found
+    matrix = np.asarray(found, dtype=np.float32) if found else np.zeros((0, 0), dtype=np.float32)
+    return matrix[0] if single else matrix

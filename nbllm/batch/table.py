@@ -1,0 +1,206 @@
+"""``nbllm.map`` and ``nbllm.imap``: one prompt template over many rows, answers kept in row order.
+
+Every row of a call shares one ``TableRun``: the provider and model, the template, the options
+and the provider's limiter. A row is first looked up in the exchange log (``from_log``); only a
+miss is sent. Rows run on a private event loop (``runner.in_thread``) so the same call works in
+a terminal and in a notebook; the progress bar and every result are handled in the caller's
+thread.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbllm.batch.limiter import RateLimiter, estimate_tokens, limiter_for
+from nbllm.batch.outcome import Failed, Summary
+from nbllm.batch.rows import fill, is_frame, is_series, iter_rows, row_mapping, template_fields
+from nbllm.batch.runner import in_thread, run_bounded
+from nbllm.chat import ChatRequest, Reply, as_messages
+
+DEFAULT_CONCURRENCY = 8
+FATAL = frozenset({"AuthError", "QuotaError"})  # every other row would fail the same way
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or a kernel interrupt during ``nbllm.map``: the rows answered so far are in ``results``."""
+
+    def __init__(self, results: Any, summary: Summary) -> None:
+        super().__init__(str(summary))
+        self.results = results
+        self.summary = summary
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"Interrupted: {self.summary} The answers so far are in sys.last_value.results."]
+
+
+def limits(provider_rpm: int | None, provider_tpm: int | None, rpm: float | None,
+           tpm: float | None) -> tuple[float | None, float | None]:
+    """The call's rates, else the provider's defaults; 0 turns a limit off."""
+    chosen_rpm = provider_rpm if rpm is None else rpm
+    chosen_tpm = provider_tpm if tpm is None else tpm
+    return (chosen_rpm or None), (chosen_tpm or None)
+
+
+def from_log(provider_id: str, request: ChatRequest) -> Reply | None:
+    """A finished answer to exactly this request from the exchange log, or None.
+
+    The one place a run asks the log ("cache on" semantics): a row answered by an earlier run,
+    even one interrupted halfway, is not sent again.
+    """
+    return None
+
+
+@dataclass
+class TableRun:
+    """What every row of one call shares."""
+
+    template: str
+    provider: Any  # nbllm.providers.base.Provider
+    model: str
+    system: str | None
+    params: dict[str, Any]
+    limiter: RateLimiter
+    fields: list[str] = field(default_factory=list)
+    answered_from_log: int = 0
+
+    def __post_init__(self) -> None:
+        self.fields = template_fields(self.template)
+
+    @classmethod
+    def open(cls, prompt: str, provider: str | None, model: str | None, system: str | None,
+             rpm: float | None, tpm: float | None, params: dict[str, Any]) -> TableRun:
+        """Resolve the provider (a missing key fails here, before any row) and its shared limiter."""
+        from nbllm.session import default_session
+
+        session = default_session()
+        timeout = params.get("timeout") or session.params.get("timeout")
+        chosen, model_name = session.resolve(provider, model, timeout=timeout)
+        spec = chosen.spec
+        limiter = limiter_for(spec.id, spec.base_url, *limits(spec.rpm, spec.tpm, rpm, tpm))
+        merged = {**session.params, **{k: v for k, v in params.items() if v is not None}}
+        return cls(prompt, chosen, model_name, system, merged, limiter)
+
+    def request(self, row: Any) -> ChatRequest:
+        prompt = fill(self.template, row, self.fields)
+        params = dict(self.params)
+        timeout = params.pop("timeout", None)
+        return ChatRequest(messages=as_messages(prompt, self.system), model=self.model, params=params, timeout=timeout)
+
+    async def answer(self, row: Any) -> str:
+        """One row's answer text: from the log when it is there, else asked (at the limiter's pace)."""
+        request = self.request(row)
+        cached = from_log(self.provider.spec.id, request)
+        if cached is not None:
+            self.answered_from_log += 1
+            return cached.text
+        sent = "".join(m["content"] for m in request.messages)
+        estimate = estimate_tokens(sent, request.params.get("max_tokens"))
+        reply = await self.provider.acomplete(request, gate=self.limiter, tokens=estimate)
+        self.limiter.settle(estimate, reply.usage.total_tokens)
+        return reply.text
+
+    def check_first(self, rows: list[Any]) -> None:
+        """A template naming a column the first row lacks is a mistake to report before sending anything."""
+        if rows:
+            fill(self.template, rows[0], self.fields)
+
+    def stream(self, rows: Any, concurrency: int) -> AsyncIterator[tuple[int, str | Failed]]:
+        return run_bounded(rows, self.answer, concurrency, stop=lambda failed: failed.reason in FATAL)
+
+
+def _keys(rows: Any) -> list[Hashable] | None:
+    return list(rows.index) if is_frame(rows) or is_series(rows) else None
+
+
+def _progress(total: int | None, enabled: bool, label: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=label, unit="row", file=sys.stderr, dynamic_ncols=True)
+
+
+def run_map(prompt: str, rows: Any, provider: str | None, model: str | None, system: str | None,
+            concurrency: int, rpm: float | None, tpm: float | None, progress: bool, params: dict[str, Any]) -> Any:
+    """Answer every row; a list in row order (a Series with the frame's index for pandas input)."""
+    run = TableRun.open(prompt, provider, model, system, rpm, tpm, params)
+    keys = _keys(rows)
+    items = list(iter_rows(rows)) if keys is None else None
+    if items is not None:
+        run.check_first(items)
+    elif len(rows):
+        run.check_first([next(iter_rows(rows))])
+    total = len(items) if items is not None else len(rows)
+    values: list[Any] = [None] * total
+    summary = Summary(total=total)
+    bar = _progress(total, progress, run.provider.spec.id)
+
+    def keep(result: tuple[int, str | Failed]) -> None:
+        position, value = result
+        values[position] = value
+        summary.count(value)
+        if bar is not None:
+            bar.update(1)
+            if summary.failed:
+                bar.set_postfix(failed=summary.failed, refresh=False)
+
+    try:
+        for result in in_thread(lambda: run.stream(items if items is not None else iter_rows(rows), concurrency),
+                                leftover=keep):
+            keep(result)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise Interrupted(_finish(values, keys, rows, summary, run), summary) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return _finish(values, keys, rows, summary, run)
+
+
+def _finish(values: list[Any], keys: list[Hashable] | None, rows: Any, summary: Summary, run: TableRun) -> Any:
+    """Fill unsent slots, report failures, and shape the result like the input."""
+    summary.from_log = run.answered_from_log
+    stopped = next((reason for reason in summary.failures if reason in FATAL), None)
+    why = f"not sent: the run stopped after {stopped}" if stopped else "not sent: the run was interrupted"
+    for i, value in enumerate(values):
+        if value is None:
+            values[i] = Failed("NotSent", why)
+    if summary.failed or summary.interrupted:
+        print(f"nbllm.map: {summary}", file=sys.stderr)
+    if keys is not None:
+        import pandas as pd
+
+        series = pd.Series(values, index=rows.index, dtype=object)
+        series.attrs["summary"] = summary
+        return series
+    return Answers(values, summary)
+
+
+class Answers(list):  # type: ignore[type-arg]
+    """The answers of ``nbllm.map`` in row order, with ``summary`` saying how the run went."""
+
+    def __init__(self, values: list[Any], summary: Summary) -> None:
+        super().__init__(values)
+        self.summary = summary
+
+
+def run_imap(prompt: str, rows: Any, provider: str | None, model: str | None, system: str | None,
+             concurrency: int, rpm: float | None, tpm: float | None, params: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(row key, answer or Failed)`` as rows finish; the key is the index label for pandas
+    input, else the row's position. Rows are read only as slots free, so any iterable streams."""
+    run = TableRun.open(prompt, provider, model, system, rpm, tpm, params)
+    keys = _keys(rows)
+    summary = Summary()
+    for position, value in in_thread(lambda: run.stream(iter_rows(rows), concurrency)):
+        summary.total += 1
+        summary.count(value)
+        yield (keys[position] if keys is not None else position), value
+    summary.from_log = run.answered_from_log
+    if summary.failed:
+        print(f"nbllm.imap: {summary}", file=sys.stderr)
+
+
+__all__ = ["Answers", "Failed", "Interrupted", "TableRun", "row_mapping", "run_imap", "run_map"]
