@@ -25,7 +25,7 @@ def wire(spec: ProviderSpec) -> str:
     """Which embeddings protocol a provider speaks: "openai", "ollama" or "hf"."""
     if spec.dialect == "ollama":
         return "ollama"
-    if urlsplit(spec.base_url).hostname == HF_ROUTER:
+    if spec.id == "hf" or urlsplit(spec.base_url).hostname == HF_ROUTER:
         return "hf"
     if spec.dialect == "openai":
         return "openai"

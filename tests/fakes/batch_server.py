@@ -5,7 +5,8 @@
 - ``answers``: a fixed answer or error per prompt text (the last user message), so a test can make
   one row of a table fail whatever order the rows arrive in;
 - ``delay``: seconds every echo answer waits before its first byte (a provider's latency);
-- ``in_flight``/``peak``: requests being answered now and at most, to check concurrency bounds;
+- ``in_flight``/``peak``: requests being answered now and at most, to check concurrency bounds,
+  and ``arrivals``, when each POST came in (to check a pause or a pace held, never a speed);
 - three embeddings dialects with a per-request input limit (``max_inputs``; more gets a 400 in
   the provider's shape): OpenAI's ``POST /v1/embeddings`` (``{"model", "input": [...]}`` ->
   ``{"data": [{"index", "embedding"}], "usage"}``, sent back in reverse order so the client must
@@ -19,6 +20,7 @@ Vectors are a function of the text (``vector_of``), so a test can check each tex
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from .openai_server import Answer, ErrorReply, FakeOpenAIServer, _Handler, qianfan_error
@@ -40,6 +42,7 @@ class _BatchHandler(_Handler):
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         srv: FakeBatchServer = self.owner
         with srv.lock:
+            srv.arrivals.append(time.monotonic())
             srv.in_flight += 1
             srv.peak = max(srv.peak, srv.in_flight)
         try:
@@ -93,6 +96,7 @@ class FakeBatchServer(FakeOpenAIServer):
         self.answers: dict[str, Answer | ErrorReply] = {}
         self.in_flight = 0
         self.peak = 0
+        self.arrivals: list[float] = []  # time.monotonic() of every POST as it came in
         self.released = threading.Event()  # set it to let ``hold`` answers go
         self.released.set()
 
