@@ -28,8 +28,9 @@ EXPECTED: dict[str, list[list[str]]] = {
                 ["unchanged, plain, n=8", "unchanged, large with outputs, n=1", "changed (OpenAI), n=1",
                  "first changed notebook (imports libcst)"]],
     "compare": [["one provider (-p ernie)", "compare (-p ernie,hunyuan,qwen)"]],
+    "batch": [["bare asyncio + httpx.AsyncClient", "nbllm.map"], ["200", "800"], ["1,200"]],
 }
-CHECKS = {"load": 2, "call_overhead": 3, "render": 3, "convert": 2, "compare": 1}
+CHECKS = {"load": 2, "call_overhead": 3, "render": 3, "convert": 2, "compare": 1, "batch": 3}
 
 
 def run_quick(name: str, tmp_path: Path) -> dict[str, Any]:

@@ -1,0 +1,234 @@
+"""Whole tables: ``nbllm.map`` against a bare asyncio + httpx loop, ``imap`` memory, the limiter's pace.
+
+1. **Throughput.** 1,000 rows, ``concurrency=16``, against a loopback ``FakeBatchServer``
+   (tests/fakes) that waits 50 ms before answering each request (then streams a short "echo"
+   answer). The server runs in a child process, so its threads do not share this process's GIL
+   with the client being measured. The baseline is the bare loop a user would write: one
+   ``httpx.AsyncClient``, an ``asyncio.Semaphore(16)``, and for every row a POST of the exact JSON
+   body nbllm sends, reading the whole streamed body. ``nbllm.map`` runs with its limiter off
+   (``rpm=0, tpm=0``: the figure is nbllm's own cost, not a rate limit) and no progress bar.
+   Variants alternate round by round. CPU is this process's (``time.process_time``).
+2. **imap memory.** ``nbllm.imap`` over a generator of N rows (server answering at once, in the
+   child process), peak Python allocation (``tracemalloc``) while consuming, for growing N; flat
+   means the peak does not grow with N. ``nbllm.map`` over the same rows, which keeps every
+   answer, is shown beside it.
+3. **Limiter pace.** ``nbllm.map`` with ``rpm=1200`` over 200 rows at ``concurrency=16`` against
+   an in-process server that records when each request arrives; the achieved rate is
+   ``60 * (n - 1) / (last arrival - first arrival)``.
+
+Run: ``python benchmarks/batch.py [--quick] [--markdown] [--json FILE]``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from benchkit import (
+    ROOT,
+    Check,
+    Stats,
+    Table,
+    emit,
+    fmt_mib,
+    fmt_ratio,
+    fmt_time,
+    interleave,
+    isolate_env,
+    options,
+    ratio,
+    route,
+    use_repo,
+)
+
+DELAY = 0.05
+CONCURRENCY = 16
+TARGET_RATIO = 1.2
+TARGET_RPM_ERROR = 0.05
+PACE_RPM = 1200
+KEY = "bench-key-0000"
+BARE = "bare asyncio + httpx.AsyncClient"
+SERVE = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.fakes.batch_server import FakeBatchServer
+server = FakeBatchServer(delay={delay}).start()
+print(server.base_url, flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+
+@contextmanager
+def child_server(delay: float) -> Iterator[str]:
+    """A FakeBatchServer in its own process; yields its base URL, stops it on exit."""
+    code = SERVE.format(root=str(ROOT), delay=delay)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(timeout=10)
+
+
+def prompts(n: int) -> list[str]:
+    return [f"Label review {i}: the kettle boils fast but the lid sticks." for i in range(n)]
+
+
+# -- 1. throughput ----------------------------------------------------------------------------
+def bare_loop(base_url: str, rows: list[str]) -> Callable[[], None]:
+    """The loop a user would write by hand, sending nbllm's exact request body."""
+    import httpx
+
+    def body(text: str) -> dict[str, Any]:
+        return {"model": "ernie-4.0-turbo-8k", "messages": [{"role": "user", "content": text}], "stream": True,
+                "stream_options": {"include_usage": True}}
+
+    async def main() -> None:
+        gate = asyncio.Semaphore(CONCURRENCY)
+        headers = {"Authorization": f"Bearer {KEY}", "Accept": "text/event-stream"}
+        async with httpx.AsyncClient(base_url=base_url + "/", headers=headers, timeout=60) as client:
+            async def one(text: str) -> str:
+                async with gate, client.stream("POST", "chat/completions", json=body(text)) as response:
+                    response.raise_for_status()
+                    return (await response.aread()).decode()
+
+            answers = await asyncio.gather(*(one(t) for t in rows))
+        if not all("[DONE]" in a for a in answers):
+            raise RuntimeError("the bare loop got an incomplete answer")
+
+    return lambda: asyncio.run(main())
+
+
+def with_map(rows: list[str]) -> Callable[[], None]:
+    import nbllm
+
+    def run() -> None:
+        answers = nbllm.map("{text}", rows, provider="ernie", concurrency=CONCURRENCY, rpm=0, tpm=0, progress=False)
+        if answers.summary.answered != len(rows):
+            raise RuntimeError(f"nbllm.map: {answers.summary}")
+
+    return run
+
+
+def cpu_and_wall(fn: Callable[[], None], cpu: list[float]) -> Callable[[], float]:
+    def run() -> float:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        cpu.append(time.process_time() - start_cpu)
+        return time.perf_counter() - start
+
+    return run
+
+
+def throughput(n: int, rounds: int) -> tuple[dict[str, Stats], dict[str, float]]:
+    rows = prompts(n)
+    cpu: dict[str, list[float]] = {BARE: [], "nbllm.map": []}
+    with child_server(DELAY) as base_url:
+        route("ernie", base_url, KEY)
+        variants = {BARE: cpu_and_wall(bare_loop(base_url, rows), cpu[BARE]),
+                    "nbllm.map": cpu_and_wall(with_map(rows), cpu["nbllm.map"])}
+        result = interleave(variants, rounds, warmup=1)
+    per_row_cpu = {name: sorted(values)[len(values) // 2] / n for name, values in cpu.items()}
+    return result, per_row_cpu
+
+
+# -- 2. imap memory ---------------------------------------------------------------------------
+def peak_bytes(fn: Callable[[], None]) -> float:
+    tracemalloc.start()
+    try:
+        fn()
+        return float(tracemalloc.get_traced_memory()[1])
+    finally:
+        tracemalloc.stop()
+
+
+def memory(sizes: list[int]) -> dict[int, tuple[float, float]]:
+    import nbllm
+
+    def consume_imap(n: int) -> None:
+        rows = ({"text": f"row {i} " + "x" * 200} for i in range(n))
+        count = sum(1 for _ in nbllm.imap("{text}", rows, provider="ernie", concurrency=CONCURRENCY, rpm=0, tpm=0))
+        if count != n:
+            raise RuntimeError("imap lost rows")
+
+    def keep_map(n: int) -> None:
+        rows = ({"text": f"row {i} " + "x" * 200} for i in range(n))
+        nbllm.map("{text}", rows, provider="ernie", concurrency=CONCURRENCY, rpm=0, tpm=0, progress=False)
+
+    out: dict[int, tuple[float, float]] = {}
+    with child_server(0.0) as base_url:
+        route("ernie", base_url, KEY)
+        consume_imap(50)  # warm-up: imports, client, caches
+        for n in sizes:
+            out[n] = (peak_bytes(lambda n=n: consume_imap(n)), peak_bytes(lambda n=n: keep_map(n)))
+    return out
+
+
+# -- 3. limiter pace --------------------------------------------------------------------------
+def pace(n: int) -> tuple[float, float]:
+    """Achieved requests a minute at the server, and the wall time of the run."""
+    use_repo()
+    import nbllm
+    from tests.fakes.batch_server import FakeBatchServer
+
+    with FakeBatchServer(delay=DELAY) as server:
+        route("ernie", server.base_url, KEY)
+        start = time.perf_counter()
+        nbllm.map("{text}", prompts(n), provider="ernie", concurrency=CONCURRENCY, rpm=PACE_RPM, tpm=0, progress=False)
+        wall = time.perf_counter() - start
+        arrivals = sorted(server.arrivals)
+    return 60 * (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]), wall
+
+
+def report(n: int, rounds: int, result: dict[str, Stats], cpu: dict[str, float], mem: dict[int, tuple[float, float]],
+           achieved: float, pace_rows: int, pace_wall: float) -> tuple[list[Table], list[Check]]:
+    bare, mapped = result[BARE], result["nbllm.map"]
+    t1 = Table(f"{n:,} rows, server answering after {DELAY * 1e3:.0f} ms, concurrency {CONCURRENCY}, {rounds} rounds, interleaved",
+               ["variant", "wall (median)", "spread", "ratio", "rows/s", "client CPU per row"])
+    for name, value in result.items():
+        t1.add(name, fmt_time(value.median), value.spread(fmt_time), fmt_ratio(ratio(value, bare)) if value is mapped else "",
+               f"{n / value.median:,.0f}", fmt_time(cpu[name]))
+    t1.notes.append(f"ideal (latency only): {n / CONCURRENCY * DELAY:.2f} s; the server runs in a child process")
+    t2 = Table("imap memory: peak Python allocation while consuming (tracemalloc)",
+               ["rows", "nbllm.imap peak", "nbllm.map peak (keeps every answer)"])
+    for rows, (imap_peak, map_peak) in mem.items():
+        t2.add(f"{rows:,}", fmt_mib(imap_peak), fmt_mib(map_peak))
+    sizes = sorted(mem)
+    growth = mem[sizes[-1]][0] / mem[sizes[0]][0]
+    t2.notes.append(f"imap peak at {sizes[-1]:,} rows / at {sizes[0]:,} rows: {growth:.2f}x "
+                    f"for {sizes[-1] / sizes[0]:.0f}x the rows")
+    error = abs(achieved - PACE_RPM) / PACE_RPM
+    t3 = Table("Limiter pace: rpm asked vs achieved at the server", ["rpm asked", "rows", "achieved rpm", "error", "wall"])
+    t3.add(f"{PACE_RPM:,}", f"{pace_rows:,}", f"{achieved:,.0f}", f"{error:.1%}", fmt_time(pace_wall))
+    checks = [
+        Check("nbllm.map vs bare asyncio loop (wall)", fmt_ratio(ratio(mapped, bare)), f"<= {TARGET_RATIO}x",
+              ratio(mapped, bare) <= TARGET_RATIO),
+        Check("imap peak memory, largest vs smallest input", f"{growth:.2f}x", "flat (< 1.5x)", growth < 1.5),
+        Check("limiter holds rpm", f"{error:.1%} off", f"within {TARGET_RPM_ERROR:.0%}", error <= TARGET_RPM_ERROR),
+    ]
+    return [t1, t2, t3], checks
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = options(__doc__.splitlines()[0], argv)
+    isolate_env()
+    use_repo()
+    n, rounds = (100, 1) if args.quick else (1_000, 5)
+    sizes = [200, 800] if args.quick else [1_000, 4_000, 16_000]
+    pace_rows = 30 if args.quick else 200
+    result, cpu = throughput(n, rounds)
+    mem = memory(sizes)
+    achieved, pace_wall = pace(pace_rows)
+    tables, checks = report(n, rounds, result, cpu, mem, achieved, pace_rows, pace_wall)
+    emit(args, "batch", tables, checks)
+
+
+if __name__ == "__main__":
+    main()
