@@ -1,6 +1,6 @@
 """The built-in providers, as data: one ``ProviderSpec`` row each.
 
-Facts come from shared/PROVIDERS.md. Model lists are suggestions for completion and for the
+Facts come from docs/providers.md (one section per id). Model lists are suggestions for completion and for the
 converter's model map, never a closed list: providers rename models often, so any name is sent.
 """
 
