@@ -10,20 +10,20 @@ from IPython.core.error import UsageError
 from .ask import call_params, parse_targets
 
 if TYPE_CHECKING:
-    from .llm import LLMMagics
+    from .handler_context import MagicContext
 
 # Options that make no sense row by row: they shape one conversation or one displayed answer.
 _SINGLE_ANSWER = {"insert": "--insert", "new": "--new", "with_": "--with", "cells": "--cells", "format": "-f"}
 
 
-def run_over(magics: LLMMagics, args: argparse.Namespace, cell: str) -> Any:
+def run_over(ctx: MagicContext, args: argparse.Namespace, cell: str) -> Any:
     """Answer every row of ``args.over`` (a variable) and store the answers in ``-o NAME``."""
     template = cell.strip()
     _check(args, template)
     targets = parse_targets(args.target, args.provider)
     if targets.mode != "single":
         raise UsageError("--over sends every row to one provider; name one (compare a sample of rows first).")
-    shell = magics.shell
+    shell = ctx.shell
     if args.over not in shell.user_ns:
         raise UsageError(f"--over names {args.over!r}, which is not a variable in this notebook.")
     from nbllm.batch.table import run_map
@@ -31,7 +31,7 @@ def run_over(magics: LLMMagics, args: argparse.Namespace, cell: str) -> Any:
     provider = targets.names[0] if targets.names else None
     params = call_params(args) | ({"stream": False} if args.no_stream else {})
     answers = run_map(template, shell.user_ns[args.over], provider, args.model, args.system,
-                      args.concurrency, args.rpm, args.tpm, True, params)
+                      args.concurrency, args.rpm, args.tpm, True, params, source="magic")
     if args.out:
         shell.user_ns[args.out] = answers
         return None

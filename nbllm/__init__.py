@@ -11,20 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Load the submodule nbllm.chat (small: dataclasses only) before the function chat() below is
-# defined: a submodule loaded later would replace the function on the package attribute.
-from nbllm import chat as _chat_values  # noqa: E402, F401, I001
-
 if TYPE_CHECKING:
-    from nbllm.chat import Message, Reply
+    from nbllm.messages import Message
+    from nbllm.response import Response
 
 __all__ = ["__version__", "chat", "stream", "achat", "astream", "map", "imap", "embed", "Failed", "set_key",
            "load_ipython_extension", "unload_ipython_extension"]
 
 
 def chat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
-         system: str | None = None, **params: Any) -> Reply:
-    """Ask once and get a ``Reply`` (text, reasoning, usage, latency); no history is kept.
+         system: str | None = None, **params: Any) -> Response:
+    """Ask once and get the finished ``Response`` (text, reasoning, usage, latency); no history is kept.
 
     ``provider`` is ``"id"`` or ``"id:model"``; ``params`` are options such as temperature,
     max_tokens, top_p or timeout.
@@ -45,7 +42,7 @@ def stream(prompt_or_messages: str | list[Message], provider: str | None = None,
 
 
 async def achat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
-                system: str | None = None, **params: Any) -> Reply:
+                system: str | None = None, **params: Any) -> Response:
     """``chat`` for asyncio code (``await nbllm.achat(...)``, top-level ``await`` in a notebook)."""
     from nbllm.session import default_session
 

@@ -7,7 +7,7 @@ cheap in tokens). A failed request fails the call: a matrix with holes in it is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from nbllm.batch import embeddings
@@ -28,7 +28,8 @@ def run_embed(texts: str | Sequence[str], provider: str | None, model: str | Non
     items = [texts] if single else [str(t) for t in texts]  # type: ignore[list-item]
     session = default_session()
     named_model = split_target(provider)[1] if provider else None
-    chosen, _ = session.resolve(provider, None, timeout=params.pop("timeout", None))
+    timeout = params.pop("timeout", None)
+    chosen, _ = session.resolve(provider, None)
     spec = chosen.spec
     model_name = embeddings.embedding_model(spec, model or named_model)
     size = embeddings.batch_size(spec, batch_size)
@@ -38,10 +39,17 @@ def run_embed(texts: str | Sequence[str], provider: str | None, model: str | Non
     async def one(batch: tuple[int, Sequence[str]]) -> tuple[int, list[list[float]]]:
         offset, chunk = batch
         path, body = embeddings.request(spec, model_name, chunk, params)
-        answer = await chosen.apost_json(path, body, gate=limiter)
+        answer = await chosen.arequest_json("POST", path, json=body, timeout=timeout, gate=limiter)
         return offset, embeddings.vectors(spec, answer, len(chunk))
 
-    for _, outcome in in_thread(lambda: run_bounded(embeddings.batches(items, size), one, concurrency)):
+    async def requests() -> AsyncIterator[tuple[int, Any]]:
+        try:
+            async for outcome in run_bounded(embeddings.batches(items, size), one, concurrency):
+                yield outcome
+        finally:
+            await chosen.aclose()
+
+    for _, outcome in in_thread(requests):
         if isinstance(outcome, Failed):
             raise outcome.error or RuntimeError(outcome.message)
         offset, vectors = outcome

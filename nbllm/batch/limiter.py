@@ -76,13 +76,15 @@ _limiters: dict[tuple[str, str], RateLimiter] = {}
 _registry_lock = threading.Lock()
 
 
-def limiter_for(provider_id: str, base_url: str, rpm: float | None, tpm: float | None) -> RateLimiter:
-    """The one limiter of a provider endpoint in this process, set to the given rates."""
+def limiter_for(provider_id: str, base_url: str, rpm: float | None, tpm: float | None, *,
+                set_rates: bool = True) -> RateLimiter:
+    """The one limiter of a provider endpoint in this process, set to the given rates (or, with
+    ``set_rates=False``, keeping the rates a running batch gave it)."""
     with _registry_lock:
         limiter = _limiters.get((provider_id, base_url))
         if limiter is None:
             limiter = _limiters[(provider_id, base_url)] = RateLimiter(rpm, tpm)
-        else:
+        elif set_rates:
             limiter.configure(rpm, tpm)
         return limiter
 

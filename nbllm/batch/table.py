@@ -1,10 +1,11 @@
 """``nbllm.map`` and ``nbllm.imap``: one prompt template over many rows, answers kept in row order.
 
 Every row of a call shares one ``TableRun``: the provider and model, the template, the options
-and the provider's limiter. A row is first looked up in the exchange log (``from_log``); only a
-miss is sent. Rows run on a private event loop (``runner.in_thread``) so the same call works in
-a terminal and in a notebook; the progress bar and every result are handled in the caller's
-thread.
+and the provider's limiter. Each row is one engine ``AsyncResponse`` asked with the exchange
+log's cache "on" (``meta["cache"]``), so a row answered by an earlier run, even one interrupted
+halfway, is answered from the log and not sent again; only a miss reaches the provider. Rows
+run on a private event loop (``runner.in_thread``) so the same call works in a terminal and in
+a notebook; the progress bar and every result are handled in the caller's thread.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 from nbllm.batch.limiter import RateLimiter, estimate_tokens, limiter_for
 from nbllm.batch.outcome import Failed, Summary
-from nbllm.batch.rows import fill, is_frame, is_series, iter_rows, row_mapping, template_fields
+from nbllm.batch.rows import fill, is_frame, is_series, iter_rows, template_fields
 from nbllm.batch.runner import in_thread, run_bounded
-from nbllm.chat import ChatRequest, Reply, as_messages
+from nbllm.messages import ChatRequest, as_messages
 
 DEFAULT_CONCURRENCY = 8
 FATAL = frozenset({"AuthError", "QuotaError"})  # every other row would fail the same way
@@ -44,15 +45,6 @@ def limits(provider_rpm: int | None, provider_tpm: int | None, rpm: float | None
     return (chosen_rpm or None), (chosen_tpm or None)
 
 
-def from_log(provider_id: str, request: ChatRequest) -> Reply | None:
-    """A finished answer to exactly this request from the exchange log, or None.
-
-    The one place a run asks the log ("cache on" semantics): a row answered by an earlier run,
-    even one interrupted halfway, is not sent again.
-    """
-    return None
-
-
 @dataclass
 class TableRun:
     """What every row of one call shares."""
@@ -63,6 +55,8 @@ class TableRun:
     system: str | None
     params: dict[str, Any]
     limiter: RateLimiter
+    streamed: bool = True
+    source: str = "api"
     fields: list[str] = field(default_factory=list)
     answered_from_log: int = 0
 
@@ -71,17 +65,17 @@ class TableRun:
 
     @classmethod
     def open(cls, prompt: str, provider: str | None, model: str | None, system: str | None,
-             rpm: float | None, tpm: float | None, params: dict[str, Any]) -> TableRun:
+             rpm: float | None, tpm: float | None, params: dict[str, Any], source: str = "api") -> TableRun:
         """Resolve the provider (a missing key fails here, before any row) and its shared limiter."""
         from nbllm.session import default_session
 
         session = default_session()
-        timeout = params.get("timeout") or session.params.get("timeout")
-        chosen, model_name = session.resolve(provider, model, timeout=timeout)
+        chosen, model_name = session.resolve(provider, model)
         spec = chosen.spec
         limiter = limiter_for(spec.id, spec.base_url, *limits(spec.rpm, spec.tpm, rpm, tpm))
         merged = {**session.params, **{k: v for k, v in params.items() if v is not None}}
-        return cls(prompt, chosen, model_name, system, merged, limiter)
+        streamed = bool(merged.pop("stream", True))
+        return cls(prompt, chosen, model_name, system, merged, limiter, streamed, source)
 
     def request(self, row: Any) -> ChatRequest:
         prompt = fill(self.template, row, self.fields)
@@ -90,25 +84,34 @@ class TableRun:
         return ChatRequest(messages=as_messages(prompt, self.system), model=self.model, params=params, timeout=timeout)
 
     async def answer(self, row: Any) -> str:
-        """One row's answer text: from the log when it is there, else asked (at the limiter's pace)."""
+        """One row's answer text: from the log when it is there, else asked (at the limiter's pace).
+
+        A stream that breaks off raises (``StreamInterrupted``): its partial text is never an answer.
+        """
         request = self.request(row)
-        cached = from_log(self.provider.spec.id, request)
-        if cached is not None:
-            self.answered_from_log += 1
-            return cached.text
         sent = "".join(m["content"] for m in request.messages)
         estimate = estimate_tokens(sent, request.params.get("max_tokens"))
-        reply = await self.provider.acomplete(request, gate=self.limiter, tokens=estimate)
-        self.limiter.settle(estimate, reply.usage.total_tokens)
-        return reply.text
+        response = self.provider.arespond(request, stream=self.streamed, source=self.source, meta={"cache": "on"},
+                                          gate=self.limiter, tokens=estimate)
+        await response.areply()
+        if response.meta.get("replayed"):
+            self.answered_from_log += 1
+        else:
+            self.limiter.settle(estimate, response.usage.total_tokens)
+        return response.text
 
     def check_first(self, rows: list[Any]) -> None:
         """A template naming a column the first row lacks is a mistake to report before sending anything."""
         if rows:
             fill(self.template, rows[0], self.fields)
 
-    def stream(self, rows: Any, concurrency: int) -> AsyncIterator[tuple[int, str | Failed]]:
-        return run_bounded(rows, self.answer, concurrency, stop=lambda failed: failed.reason in FATAL)
+    async def stream(self, rows: Any, concurrency: int) -> AsyncIterator[tuple[int, str | Failed]]:
+        """Every row's outcome as it finishes; this loop's HTTP client is closed at the end."""
+        try:
+            async for outcome in run_bounded(rows, self.answer, concurrency, stop=lambda f: f.reason in FATAL):
+                yield outcome
+        finally:
+            await self.provider.aclose()
 
 
 def _keys(rows: Any) -> list[Hashable] | None:
@@ -124,9 +127,10 @@ def _progress(total: int | None, enabled: bool, label: str) -> Any:
 
 
 def run_map(prompt: str, rows: Any, provider: str | None, model: str | None, system: str | None,
-            concurrency: int, rpm: float | None, tpm: float | None, progress: bool, params: dict[str, Any]) -> Any:
+            concurrency: int, rpm: float | None, tpm: float | None, progress: bool, params: dict[str, Any],
+            source: str = "api") -> Any:
     """Answer every row; a list in row order (a Series with the frame's index for pandas input)."""
-    run = TableRun.open(prompt, provider, model, system, rpm, tpm, params)
+    run = TableRun.open(prompt, provider, model, system, rpm, tpm, params, source)
     keys = _keys(rows)
     items = list(iter_rows(rows)) if keys is None else None
     if items is not None:
@@ -203,4 +207,4 @@ def run_imap(prompt: str, rows: Any, provider: str | None, model: str | None, sy
         print(f"nbllm.imap: {summary}", file=sys.stderr)
 
 
-__all__ = ["Answers", "Failed", "Interrupted", "TableRun", "row_mapping", "run_imap", "run_map"]
+__all__ = ["Answers", "Failed", "Interrupted", "TableRun", "run_imap", "run_map"]

@@ -1,0 +1,311 @@
+"""Providers reached over HTTP: one client, retries, stream readers and one error boundary.
+
+Sending (``send``, ``request_json``) and reading a stream (``read_events`` for SSE,
+``read_lines`` for NDJSON) both run inside ``errormap.http_errors``, as httpx wraps both its
+send and its response iteration, so a timeout or a dropped connection is the same error in
+every dialect. Retries happen only before any text reached the caller. Decoding lives in
+``nbllm.providers.streams`` as pure code, so the asyncio twin below (``asend``, ``aread_events``,
+``aread_lines``, over one ``httpx.AsyncClient`` per event loop) has only its own reads and sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import closing
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from nbllm.errors import RETRYABLE, ProviderError, RateLimitError
+from nbllm.messages import Delta
+from nbllm.providers.base import Gate, Provider
+from nbllm.providers.catalog import ProviderSpec
+from nbllm.providers.errormap import decode_body, http_errors, make_error
+from nbllm.providers.streams import Decoder
+
+if TYPE_CHECKING:
+    import httpx
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 120.0
+MAX_CONNECT_TIMEOUT = 10.0
+MAX_RETRY_WAIT = 60.0
+
+
+def http_timeout(seconds: float) -> httpx.Timeout:
+    """A read timeout of ``seconds``; connecting gets at most MAX_CONNECT_TIMEOUT of it."""
+    import httpx
+
+    return httpx.Timeout(seconds, connect=min(seconds, MAX_CONNECT_TIMEOUT))
+
+
+class HTTPProvider(Provider):
+    """A provider behind an HTTP API; the client is made on first use and reused."""
+
+    over_http = True
+
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        key: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(spec, key)
+        self.timeout = timeout or DEFAULT_TIMEOUT  # the default; a request's own timeout wins
+        self.max_retries = max_retries
+        self._transport = transport  # e.g. httpx.MockTransport in unit tests
+        self._sleep = sleep
+        self._client: httpx.Client | None = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary())
+        self._alock = threading.Lock()  # batch runs on several loops may share this provider
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- the client -----------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
+    def headers(self) -> dict[str, str]:
+        headers = {"User-Agent": "nbllm", **self.spec.extra_headers, **self.auth_headers()}
+        for header, env in self.spec.headers_from_env.items():
+            if os.environ.get(env):
+                headers[header] = os.environ[env]
+        return headers
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(
+                base_url=self.spec.base_url.rstrip("/") + "/",
+                headers=self.headers(),
+                timeout=http_timeout(self.timeout),
+                transport=self._transport,
+                trust_env=True,  # HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE from the environment
+            )
+        return self._client
+
+    # -- sending --------------------------------------------------------------------------
+    def send(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
+        """Send a request and return the open response once its status is good, with retries."""
+        if timeout:
+            kwargs["timeout"] = http_timeout(timeout)
+
+        def attempt() -> httpx.Response:
+            with http_errors(self.spec):
+                response = self.client.send(self.client.build_request(method, path, **kwargs), stream=True)
+                if response.status_code >= 400:
+                    raise make_error(self.spec, response.status_code, decode_body(self.read(response)),
+                                     response.headers)
+                return response
+
+        return self.retrying(attempt)
+
+    def read(self, response: httpx.Response) -> bytes:
+        """The whole body of an open response, which is closed after."""
+        with http_errors(self.spec), closing(response):
+            return response.read()
+
+    def request_json(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> object:
+        """A non-streamed call returning the decoded JSON body."""
+        body = decode_body(self.read(self.send(method, path, timeout=timeout, **kwargs)))
+        if isinstance(body, str):
+            raise make_error(self.spec, None, f"not JSON: {body[:200]}")
+        return body
+
+    def retrying(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` again after connect errors, 429 and 5xx, with backoff."""
+        for n in range(self.max_retries + 1):
+            try:
+                return attempt()
+            except RETRYABLE as exc:
+                if n == self.max_retries:
+                    raise
+                self._sleep(self._backoff(n, exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _backoff(n: int, exc: ProviderError) -> float:
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return min(exc.retry_after, MAX_RETRY_WAIT)
+        return min(0.5 * 2**n, 8.0) * (0.75 + random.random() / 2)
+
+    # -- reading streams ------------------------------------------------------------------
+    def read_events(self, response: httpx.Response, decoder: Decoder, *, drain: bool = False) -> Iterator[Delta]:
+        """Deltas from a Server-Sent Events body; ``drain`` reads on after the last event so the
+        connection can be reused (one TCP and TLS handshake saved per call)."""
+        from httpx_sse import EventSource
+
+        events = EventSource(response).iter_sse()
+        items = ((event.data, event.event) for event in events)
+        yield from self._decode(response, items, decoder, drain=drain)
+
+    def read_lines(self, response: httpx.Response, decoder: Decoder) -> Iterator[Delta]:
+        """Deltas from a newline-delimited JSON body (blank lines skipped)."""
+        items = ((line, "") for line in response.iter_lines())
+        yield from self._decode(response, items, decoder, drain=False)
+
+    def _decode(self, response: httpx.Response, items: Iterator[tuple[str, str]], decoder: Decoder, *,
+                drain: bool) -> Iterator[Delta]:
+        with closing(response):
+            with http_errors(self.spec, decoder):
+                for data, event in items:
+                    if not data.strip():
+                        continue
+                    for delta in decoder.feed(data, event):
+                        yield decoder.note(delta)
+                    if decoder.done:
+                        if drain:
+                            _drain(items)
+                        return
+            decoder.end()
+
+
+    # -- the asyncio twin -------------------------------------------------------------------
+    # The same requests, retries, error boundary and decoders as above, over httpx.AsyncClient.
+    # An AsyncClient belongs to the event loop it first ran on, so each loop gets its own.
+    def aclient(self) -> httpx.AsyncClient:
+        """The running event loop's client, made on first use."""
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        with self._alock:
+            client = self._aclients.get(loop)
+            if client is None:
+                client = self._aclients[loop] = httpx.AsyncClient(
+                    base_url=self.spec.base_url.rstrip("/") + "/",
+                    headers=self.headers(),
+                    timeout=http_timeout(self.timeout),
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+                    trust_env=True,
+                )
+        return client
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (a batch run's private loop ends with it)."""
+        with self._alock:
+            client = self._aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    async def asend(self, method: str, path: str, *, timeout: float | None = None, gate: Gate | None = None,
+                    tokens: int = 0, **kwargs: Any) -> httpx.Response:
+        """``send`` for asyncio: the open response once its status is good, with retries.
+
+        A ``gate`` (the provider's rate limiter) is waited on before every attempt, and a 429
+        pauses the gate, so every request waiting on it slows down, not only this one.
+        """
+        if timeout:
+            kwargs["timeout"] = http_timeout(timeout)
+
+        async def attempt() -> httpx.Response:
+            with http_errors(self.spec):
+                client = self.aclient()
+                response = await client.send(client.build_request(method, path, **kwargs), stream=True)
+                if response.status_code >= 400:
+                    raise make_error(self.spec, response.status_code, decode_body(await self.aread(response)),
+                                     response.headers)
+                return response
+
+        return await self.aretrying(attempt, gate, tokens)
+
+    async def aread(self, response: httpx.Response) -> bytes:
+        """The whole body of an open response, which is closed after."""
+        with http_errors(self.spec):
+            try:
+                return await response.aread()
+            finally:
+                await response.aclose()
+
+    async def arequest_json(self, method: str, path: str, *, timeout: float | None = None,
+                            gate: Gate | None = None, tokens: int = 0, **kwargs: Any) -> object:
+        """``request_json`` for asyncio."""
+        response = await self.asend(method, path, timeout=timeout, gate=gate, tokens=tokens, **kwargs)
+        body = decode_body(await self.aread(response))
+        if isinstance(body, str):
+            raise make_error(self.spec, None, f"not JSON: {body[:200]}")
+        return body
+
+    async def aretrying(self, attempt: Callable[[], Awaitable[T]], gate: Gate | None = None, tokens: int = 0) -> T:
+        """``retrying`` for asyncio, waiting on the gate before each attempt."""
+        for n in range(self.max_retries + 1):
+            if gate is not None:
+                await gate.acquire(tokens)
+            try:
+                return await attempt()
+            except RETRYABLE as exc:
+                if n == self.max_retries:
+                    raise
+                wait = self._backoff(n, exc)
+                if gate is not None and isinstance(exc, RateLimitError):
+                    gate.pause(wait)  # the next acquire waits it out, with every other request
+                else:
+                    await asyncio.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aread_events(self, response: httpx.Response, decoder: Decoder, *,
+                           drain: bool = False) -> AsyncIterator[Delta]:
+        """``read_events`` for asyncio."""
+        from httpx_sse import EventSource
+
+        items = ((event.data, event.event) async for event in EventSource(response).aiter_sse())
+        async for delta in self._adecode(response, items, decoder, drain=drain):
+            yield delta
+
+    async def aread_lines(self, response: httpx.Response, decoder: Decoder) -> AsyncIterator[Delta]:
+        """``read_lines`` for asyncio."""
+        items = ((line, "") async for line in response.aiter_lines())
+        async for delta in self._adecode(response, items, decoder, drain=False):
+            yield delta
+
+    async def _adecode(self, response: httpx.Response, items: AsyncIterator[tuple[str, str]], decoder: Decoder, *,
+                       drain: bool) -> AsyncIterator[Delta]:
+        try:
+            with http_errors(self.spec, decoder):
+                async for data, event in items:
+                    if not data.strip():
+                        continue
+                    for delta in decoder.feed(data, event):
+                        yield decoder.note(delta)
+                    if decoder.done:
+                        if drain:
+                            await _adrain(items)
+                        return
+            decoder.end()
+        finally:
+            await response.aclose()
+
+def _drain(items: Iterator[Any]) -> None:
+    """Read what follows the last event (the chunked terminator); a failure there costs nothing."""
+    import httpx
+
+    try:
+        for _ in items:
+            pass
+    except httpx.HTTPError:
+        pass
+
+
+async def _adrain(items: AsyncIterator[Any]) -> None:
+    """``_drain`` for asyncio."""
+    import httpx
+
+    try:
+        async for _ in items:
+            pass
+    except httpx.HTTPError:
+        pass
