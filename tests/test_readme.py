@@ -34,7 +34,7 @@ from nbllm.config import default_target, load_specs
 from nbllm.providers.catalog import BUILTIN, ProviderSpec
 from tests.conftest import UseFake
 from tests.fakes.ollama_server import FakeOllamaServer
-from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.batch_server import FakeBatchServer
 from tests.magics_shell import Shell, open_shell
 
 if sys.version_info >= (3, 11):
@@ -216,7 +216,7 @@ def runner(tmp_path: Path, capsys: pytest.CaptureFixture[str], use_fake: UseFake
     monkeypatch.setenv("NBLLM_CONFIG", str(config))
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     fresh = dict(os.environ)
-    with FakeOpenAIServer() as server, FakeOllamaServer() as ollama:
+    with FakeBatchServer() as server, FakeOllamaServer() as ollama:  # the OpenAI fake, plus embeddings
         secrets = [use_fake(spec.id, server) for spec in BUILTIN if spec.dialect == "openai" and spec.key_env]
         monkeypatch.setenv("OLLAMA_HOST", ollama.url)
         shells = open_shell(capsys)
