@@ -33,8 +33,8 @@ import pytest
 from nbllm.config import default_target, load_specs
 from nbllm.providers.catalog import BUILTIN, ProviderSpec
 from tests.conftest import UseFake
-from tests.fakes.ollama_server import FakeOllamaServer
 from tests.fakes.batch_server import FakeBatchServer
+from tests.fakes.ollama_server import FakeOllamaServer
 from tests.magics_shell import Shell, open_shell
 
 if sys.version_info >= (3, 11):

@@ -15,8 +15,6 @@ from nbllm.batch.limiter import limiter_for
 from nbllm.batch.outcome import Failed
 from nbllm.batch.runner import in_thread, run_bounded
 
-DEFAULT_CONCURRENCY = 4
-
 
 def run_embed(texts: str | Sequence[str], provider: str | None, model: str | None, batch_size: int | None,
               concurrency: int, params: dict[str, Any]) -> Any:

@@ -21,7 +21,6 @@ from nbllm.batch.rows import fill, is_frame, is_series, iter_rows, template_fiel
 from nbllm.batch.runner import in_thread, run_bounded
 from nbllm.messages import ChatRequest, as_messages
 
-DEFAULT_CONCURRENCY = 8
 FATAL = frozenset({"AuthError", "QuotaError"})  # every other row would fail the same way
 
 

@@ -41,6 +41,7 @@ class RecordedRequest:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 overflows when a batch opens 16 connections at once
     block_on_close = False
     owner: LoopbackServer
 
