@@ -220,8 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     args = options(__doc__.splitlines()[0], argv)
     isolate_env()
     use_repo()
-    n, rounds = (100, 1) if args.quick else (1_000, 5)
-    sizes = [200, 800] if args.quick else [1_000, 4_000, 16_000]
+    n, rounds = (100, 1) if args.quick else (1_000, 3)
+    sizes = [200, 800] if args.quick else [500, 2_000, 8_000]
     pace_rows = 30 if args.quick else 200
     result, cpu = throughput(n, rounds)
     mem = memory(sizes)
