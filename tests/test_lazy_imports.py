@@ -46,3 +46,12 @@ def test_chat_function_not_shadowed_by_submodule() -> None:
 
     assert callable(nbllm.chat) and nbllm.chat.__module__ == "nbllm"
     assert importlib.util.find_spec("nbllm.chat") is None  # no module of that name to shadow it
+
+
+def test_batch_and_async_parts_load_only_when_used() -> None:
+    """The blocking engine and the CLI never pay for asyncio, tqdm, pandas or numpy (batch runs do)."""
+    code = ("import sys, json, nbllm, nbllm.session, nbllm.providers.http, nbllm.providers.openai_compat\n"
+            "print(json.dumps([m for m in ('asyncio', 'tqdm', 'pandas', 'numpy', 'nbllm.batch') if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

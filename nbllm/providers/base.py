@@ -8,7 +8,6 @@ a provider without its own reads its blocking stream in a worker thread, delta b
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -92,6 +91,8 @@ class Provider(ABC):
     async def astream(self, request: ChatRequest, *, gate: Gate | None = None,
                       tokens: int = 0) -> AsyncIterator[Delta]:
         """``stream`` for asyncio; by default the blocking stream, read in a worker thread."""
+        import asyncio  # not at import time: the blocking CLI never needs it (~25 ms)
+
         if gate is not None:
             await gate.acquire(tokens)
         deltas = iter(self.stream(request))

@@ -10,7 +10,6 @@ every dialect. Retries happen only before any text reached the caller. Decoding 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import threading
@@ -28,6 +27,8 @@ from nbllm.providers.errormap import decode_body, http_errors, make_error
 from nbllm.providers.streams import Decoder
 
 if TYPE_CHECKING:
+    import asyncio  # imported where used: the blocking path never needs it (~25 ms)
+
     import httpx
 
 T = TypeVar("T")
@@ -180,6 +181,8 @@ class HTTPProvider(Provider):
     # An AsyncClient belongs to the event loop it first ran on, so each loop gets its own.
     def aclient(self) -> httpx.AsyncClient:
         """The running event loop's client, made on first use."""
+        import asyncio
+
         import httpx
 
         loop = asyncio.get_running_loop()
@@ -197,6 +200,8 @@ class HTTPProvider(Provider):
 
     async def aclose(self) -> None:
         """Close the running loop's client (a batch run's private loop ends with it)."""
+        import asyncio
+
         with self._alock:
             client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
@@ -242,6 +247,8 @@ class HTTPProvider(Provider):
 
     async def aretrying(self, attempt: Callable[[], Awaitable[T]], gate: Gate | None = None, tokens: int = 0) -> T:
         """``retrying`` for asyncio, waiting on the gate before each attempt."""
+        import asyncio
+
         for n in range(self.max_retries + 1):
             if gate is not None:
                 await gate.acquire(tokens)
