@@ -5,6 +5,8 @@
     nbllm chat [-p ID[:MODEL]] ...  stream one answer to stdout (prompt from stdin if absent)
     nbllm check [ID...]             a tiny real request per configured provider, with latency
     nbllm convert ...               rewrite OpenAI calls in notebooks (imports libcst only here)
+    nbllm logs ...                  the exchange log: list, show ID, path, usage (nbllm.log.cli)
+    nbllm cache import NOTEBOOK...  load answers saved in notebooks into the log, for replay
 
 Failures print one paragraph on stderr and exit 1; usage mistakes exit 2; Ctrl-C exits 130.
 Everything printed goes through ``redact`` so no key can reach the terminal.
@@ -22,6 +24,7 @@ from typing import Any, TextIO
 
 from nbllm import __version__
 from nbllm.errors import ConfigError, NbllmError
+from nbllm.log import cli as log_cli
 from nbllm.secrets import redact
 from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
 
@@ -182,6 +185,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per provider (default 30)")
     p.set_defaults(func=cmd_check)
 
+    log_cli.configure(sub)
     _add_convert(sub, argv)
     return parser
 
@@ -189,7 +193,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         return int(func(args) or 0)
-    except _Usage as exc:
+    except (_Usage, log_cli.LogUsage) as exc:
         parser.print_usage(sys.stderr)
         _out(f"nbllm: error: {exc}", sys.stderr)
         return 2
