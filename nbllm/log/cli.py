@@ -122,16 +122,16 @@ def show_one(args: argparse.Namespace, raw_id: str) -> int:
 def show_usage(args: argparse.Namespace) -> int:
     from nbllm.log.queries import start_of_today, usage
 
+    if not args.json:
+        from nbllm.log.report import usage_text
+
+        _print(_safely(lambda store: usage_text(this_session=False), "No exchanges logged yet."))
+        return 0
     prices = load_prices()
     today = _safely(lambda store: usage(store, since=start_of_today()), [])
     total = _safely(lambda store: usage(store), [])
-    if args.json:
-        _dump({"today": [asdict(r) for r in today], "all_time": [asdict(r) for r in total],
-               "prices": {pid: asdict(p) for pid, p in prices.items()}})
-        return 0
-    from nbllm.log.report import usage_table
-
-    _print(usage_table("Today", today, prices) + "\n\n" + usage_table("All time", total, prices))
+    _dump({"today": [asdict(r) for r in today], "all_time": [asdict(r) for r in total],
+           "prices": {pid: asdict(p) for pid, p in prices.items()}})
     return 0
 
 

@@ -86,3 +86,33 @@ def _currency_totals(rows: list[UsageRow], prices: dict[str, Price]) -> str:
             price = prices[r.provider]
             sums[price.currency] = sums.get(price.currency, 0.0) + price.cost(r)
     return ", ".join(f"{amount:.4f} {currency}".rstrip() for currency, amount in sums.items())
+
+
+# -- what the magics and the CLI print ------------------------------------------------------------
+def recent_text(n: int = 10) -> str:
+    """The last n exchanges as a table (``%llm log N``), or why there are none."""
+    from nbllm.log.paths import log_path, off_reason
+    from nbllm.log.queries import Filters, recent
+    from nbllm.log.store import store_at
+
+    path = log_path()
+    if path is None:
+        return f"The exchange log is turned off ({off_reason()})."
+    return exchanges_table(recent(store_at(path), Filters(limit=n)))
+
+
+def usage_text(*, this_session: bool) -> str:
+    """Token totals (and cost where the config file gives prices): this session, today and all time."""
+    from nbllm.config import load_config
+    from nbllm.log.paths import log_path, off_reason
+    from nbllm.log.queries import prices, start_of_today, usage
+    from nbllm.log.record import SESSION_ID
+    from nbllm.log.store import store_at
+
+    path = log_path()
+    if path is None:
+        return f"The exchange log is turned off ({off_reason()}), so nothing is totalled."
+    store, known = store_at(path), prices(load_config())
+    parts = [("This session", usage(store, session=SESSION_ID))] if this_session else []
+    parts += [("Today", usage(store, since=start_of_today())), ("All time", usage(store))]
+    return "\n\n".join(usage_table(title, rows, known) for title, rows in parts)
