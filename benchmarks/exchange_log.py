@@ -5,8 +5,9 @@
   versus ``NBLLM_LOG=off``, blocks of back-to-back calls alternating; and the log's own work
   alone (build the row of a finished response, redact it, insert it) timed on its own, which
   is the figure without the network's noise.
-- **Load**: a fresh IPython process runs ``%load_ext nbllm`` and reports whether ``sqlite3`` or
-  any ``nbllm.log`` module was imported (the log opens on the first call, never at load).
+- **Load**: a fresh IPython process runs ``%load_ext nbllm`` and reports whether any ``nbllm.log``
+  module was imported (the log opens on the first call, never at load). ``sqlite3`` itself is not
+  a sign: IPython's own history already imports it. ``load.py`` times ``%load_ext``.
 - **Queries**: a log file of 100,000 generated exchanges (prompts ~300 characters, answers
   ~900, a few messages of history each, 6 providers), then each ``nbllm logs`` command in a fresh
   process, wall time from the parent (interpreter start-up included, as a user waits for it).
@@ -104,7 +105,7 @@ import sys, json
 from IPython.core.interactiveshell import InteractiveShell
 shell = InteractiveShell.instance()
 shell.run_line_magic('load_ext', 'nbllm')
-print(json.dumps(sorted(m for m in sys.modules if m == 'sqlite3' or m.startswith('nbllm.log'))))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith('nbllm.log'))))
 """
 
 
