@@ -118,29 +118,33 @@ def measure_load() -> list[str]:
 
 # -- queries on a big log -------------------------------------------------------------------------
 def _text(rng: random.Random, size: int) -> str:
-    words: list[str] = []
-    while sum(len(w) + 1 for w in words) < size:
-        words.append(rng.choice(WORDS))
-    return " ".join(words)
+    return " ".join(rng.choices(WORDS, k=size // 5))[:size]
 
 
-def build_log(path: Path, rows: int) -> None:
-    """``rows`` generated exchanges, written the way nbllm writes them (one transaction for speed)."""
+def build_log(path: Path, rows: int, distinct: int = 1_000) -> None:
+    """``rows`` exchanges written the way nbllm writes them: ``distinct`` generated ones, repeated with
+    their own ids and times (one transaction: building the file is not what is measured)."""
+    from datetime import datetime, timedelta, timezone
+
     from nbllm.log.fingerprint import fingerprint
     from nbllm.log.record import COLUMNS, Exchange
     from nbllm.log.store import connect
 
     rng = random.Random(13)
+    made = []
+    for i in range(min(distinct, rows)):
+        provider, model = PROVIDERS[i % len(PROVIDERS)]
+        history = [{"role": "user" if j % 2 == 0 else "assistant", "content": _text(rng, 200)} for j in range(i % 4)]
+        messages = [*history, {"role": "user", "content": _text(rng, 300)}]
+        made.append(Exchange("magic", provider, model, messages, fingerprint(provider, model, messages),  # type: ignore[arg-type]
+                             answer=_text(rng, 900), prompt_tokens=120, completion_tokens=300, total_tokens=420,
+                             first_token_s=0.4, total_s=2.5).row())
+    start = datetime.now(timezone.utc) - timedelta(days=200)
     conn = connect(path)
     insert = f"INSERT INTO exchanges ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
     conn.execute("BEGIN")
     for i in range(rows):
-        provider, model = PROVIDERS[i % len(PROVIDERS)]
-        history = [{"role": "user" if j % 2 == 0 else "assistant", "content": _text(rng, 200)} for j in range(i % 4)]
-        messages = [*history, {"role": "user", "content": _text(rng, 300)}]
-        row = Exchange("magic", provider, model, messages, fingerprint(provider, model, messages),  # type: ignore[arg-type]
-                       answer=_text(rng, 900), prompt_tokens=120, completion_tokens=300, total_tokens=420,
-                       first_token_s=0.4, total_s=2.5).row()
+        row = {**made[i % len(made)], "time": (start + timedelta(minutes=2 * i)).isoformat(timespec="milliseconds")}
         conn.execute(insert, [row[c] for c in COLUMNS])
     conn.execute("COMMIT")
     conn.close()

