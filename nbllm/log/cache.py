@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from nbllm.chat import Usage
 from nbllm.errors import ConfigError, ReplayMissError
+from nbllm.messages import Usage
 
 MODES = ("off", "on", "replay")
 

@@ -21,7 +21,7 @@ from nbllm.log.record import Exchange, host_of, notebook_path
 from nbllm.log.store import write
 
 if TYPE_CHECKING:
-    from nbllm.chat import Delta
+    from nbllm.messages import Delta
     from nbllm.response import Response
 
 WHERE = {"magic": "this %%llm cell", "compare": "this %%llm comparison", "api": "this nbllm.chat call",
@@ -39,10 +39,9 @@ def fingerprint_of(response: Response) -> str:
 
 def respond(response: Response) -> Iterable[Delta] | None:
     """Answer from the log when the cache mode says so; in replay mode a miss is an error."""
-    from nbllm.chat import Delta
+    from nbllm.messages import Delta
 
     mode = resolve_mode(response.meta.get("cache"))
-    response.meta["cache_mode"] = mode
     if mode == "off":
         return None
     fp = fingerprint_of(response)

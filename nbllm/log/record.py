@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nbllm import __version__
-from nbllm.chat import Message
+from nbllm.messages import Message
 from nbllm.secrets import known_secrets, redact
 
 SESSION_ID = uuid.uuid4().hex  # this process: "%llm usage" totals "this session" by it
