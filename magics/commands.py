@@ -1,4 +1,4 @@
-"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert."""
+"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert, the log."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 import getpass
 from collections.abc import Callable
 
+from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.utils.process import arg_split
 
@@ -42,6 +43,11 @@ def build_parser() -> MagicArgumentParser:
         "target", nargs="?")
     sub.add_parser("convert", help="rewrite OpenAI calls in notebooks: convert PATH --to ID ...").add_argument(
         "argv", nargs=argparse.REMAINDER)
+    sub.add_parser("log", help="the last N exchanges in the log (default 10)").add_argument(
+        "n", nargs="?", type=int, default=10, metavar="N")
+    sub.add_parser("usage", help="tokens (and cost) by provider and model: this session, today, all time")
+    sub.add_parser("cache", help="answer repeated requests from the log: on, off or replay").add_argument(
+        "mode", nargs="?", choices=["on", "off", "replay"])
     sub.add_parser("help", help="this help")
     return parser
 
@@ -170,8 +176,32 @@ def convert(argv: list[str]) -> None:
         )
 
 
+def show_log(ctx: MagicContext, args: argparse.Namespace) -> None:
+    from nbllm.log.report import recent_text
+
+    if args.n < 0:
+        raise UsageError("%llm log takes a number of exchanges, 0 or more.")
+    print(recent_text(args.n))
+
+
+def show_usage(ctx: MagicContext, args: argparse.Namespace) -> None:
+    from nbllm.log.report import usage_text
+
+    print(usage_text(this_session=True))
+
+
+def cache(ctx: MagicContext, args: argparse.Namespace) -> None:
+    """``%llm cache MODE`` sets the mode for this kernel; without MODE it says which one applies."""
+    from nbllm.log.cache import describe_mode, set_kernel_mode
+
+    if args.mode:
+        set_kernel_mode(args.mode)
+    print(describe_mode())
+
+
 HANDLERS: dict[str, Handler] = {
     "providers": show_providers, "list": show_providers, "models": show_models, "use": use,
     "set": set_options, "key": enter_key, "history": show_history, "reset": reset, "check": check,
     "switcher": switcher, "error": explain_error, "fix": explain_error, "help": show_help,
+    "log": show_log, "usage": show_usage, "cache": cache,
 }

@@ -52,6 +52,22 @@ def resolve_mode(explicit: str | None = None) -> str:
     return chosen or _kernel_mode or env or "off"
 
 
+MEANING = {"off": "every call asks the provider", "on": "a request seen before is answered from the log",
+           "replay": "never calls a provider; a request the log lacks fails"}
+
+
+def describe_mode() -> str:
+    """One line: the mode calls run in, what it means and which setting chose it."""
+    mode, env = resolve_mode(), env_mode()
+    if env == "replay" or (env and not _kernel_mode):
+        origin = f"NBLLM_CACHE={env}"
+    elif _kernel_mode:
+        origin = "%llm cache"
+    else:
+        origin = "the default"
+    return f"cache: {mode} ({MEANING[mode]}; set by {origin})"
+
+
 @dataclass(frozen=True)
 class CachedAnswer:
     """A finished answer found in the log, enough to answer the same request again."""
