@@ -156,7 +156,7 @@ COMMANDS = {
     "nbllm logs -n 100 --provider qwen": ["logs", "-n", "100", "--provider", "qwen"],
     "nbllm logs --since 1h --json": ["logs", "--since", "1h", "--json"],
     "nbllm logs --search (no match: every row read)": ["logs", "--search", "zebra crossing"],
-    "nbllm logs show ID": ["logs", "show", "4242"],
+    "nbllm logs show ID": ["logs", "show", "1000"],
     "nbllm logs usage": ["logs", "usage"],
 }
 
