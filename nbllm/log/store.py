@@ -51,8 +51,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             messages TEXT NOT NULL           -- JSON, history included
         )""",
     ),
-    (  # 2: cache lookups by fingerprint, and token totals read from an index alone
+    (  # 2: cache lookups by fingerprint, --since, and token totals read from an index alone
         "CREATE INDEX exchanges_fingerprint ON exchanges(fingerprint, id)",
+        "CREATE INDEX exchanges_time ON exchanges(time)",
         "CREATE INDEX exchanges_usage ON exchanges(provider, model, cached, source, time, session, prompt_tokens, "
         "completion_tokens, total_tokens)",
     ),
