@@ -159,6 +159,8 @@ def test_lookup_finds_the_newest_complete_answer() -> None:
     assert found is not None and (found.text, found.reasoning, found.log_id, found.usage.completion_tokens) == (
         "new", "because", 2, 3)
     assert cache.lookup("0" * 64) is None
+    assert cache.find_answer("ernie", "m", msgs).text == "new"  # type: ignore[union-attr]
+    assert cache.find_answer("ernie", "m", msgs, {"temperature": 1}) is None
 
 
 def test_replay_miss_names_the_request_and_how_to_record() -> None:

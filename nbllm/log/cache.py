@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from nbllm.errors import ConfigError, ReplayMissError
-from nbllm.messages import Usage
+from nbllm.messages import Message, Usage
 
 MODES = ("off", "on", "replay")
 
@@ -104,6 +105,14 @@ def lookup(fingerprint: str) -> CachedAnswer | None:
     if row is None:
         return None
     return CachedAnswer(row[0], row[1], row[2], row[3], row[4], Usage(row[5], row[6], row[7]), row[8])
+
+
+def find_answer(provider: str, model: str, messages: list[Message],
+                params: dict[str, Any] | None = None) -> CachedAnswer | None:
+    """A finished answer for this exact request, if the log holds one (e.g. to resume a batch)."""
+    from nbllm.log.fingerprint import fingerprint
+
+    return lookup(fingerprint(provider, model, messages, params))
 
 
 def replay_miss(provider: str, model: str, fingerprint: str, prompt: str, where: str) -> ReplayMissError:

@@ -2,7 +2,8 @@
 
 It covers what decides an answer: provider id, model, the messages sent (history included) and
 the sampling parameters. It leaves out what does not: the key, the base URL (a proxy or another
-machine's server answers the same request), the timeout and whether the answer was streamed.
+machine's server answers the same request), the timeout and whether the answer was streamed
+(docs/exchange-log.md#fingerprint).
 """
 
 from __future__ import annotations

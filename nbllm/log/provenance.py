@@ -4,7 +4,7 @@ A saved notebook then says, output by output, which provider, model and paramete
 answer, its log id, fingerprint, usage, timing, nbllm version and whether it came from the cache.
 The answer text itself is added only when the output does not already show it verbatim (a
 ``-f code`` or ``-f json`` cell shows a transformed text), so ``nbllm cache import`` can always
-read back the exact answer without doubling every notebook's size.
+read back the exact answer without doubling every notebook's size (docs/exchange-log.md#provenance-metadata).
 """
 
 from __future__ import annotations

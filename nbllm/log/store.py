@@ -5,7 +5,7 @@ writes, and each writer waits up to ``BUSY_TIMEOUT_S`` for the lock instead of f
 is lost. A schema older than this nbllm is migrated forward when the file is opened (inside one
 ``BEGIN IMMEDIATE``, so two processes opening a new file migrate it once). A write that still
 fails (a lock held too long, a read-only or corrupt file) never fails the call: the answer is
-shown and one warning says the exchange was not logged.
+shown and one warning says the exchange was not logged (docs/exchange-log.md#concurrency-and-failures).
 """
 
 from __future__ import annotations
