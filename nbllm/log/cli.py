@@ -125,7 +125,8 @@ def show_usage(args: argparse.Namespace) -> int:
     if not args.json:
         from nbllm.log.report import usage_text
 
-        _print(_safely(lambda store: usage_text(this_session=False), "No exchanges logged yet."))
+        text = _safely(lambda _store: usage_text(this_session=False), None)
+        _print(text if text is not None else usage_text(this_session=False))  # None: the log is off
         return 0
     prices = load_prices()
     today = _safely(lambda store: usage(store, since=start_of_today()), [])

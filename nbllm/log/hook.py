@@ -6,7 +6,7 @@ replays the same way and ``%load_ext nbllm`` never loads any of it.
 
 A front end passes per-call choices in ``Response.meta``: ``cache`` ("on", "off", "replay"; the
 cell's ``--cache``/``--no-cache``, ``cache=`` of ``nbllm.chat``) and ``where`` (how a replay miss
-names the call, e.g. "the cell In [3]"). The observer leaves ``meta["log_id"]`` and
+names the call, e.g. "item 7 of the batch"). The observer leaves ``meta["log_id"]`` and
 ``meta["fingerprint"]`` for the provenance a front end saves with the answer.
 """
 
@@ -15,13 +15,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from nbllm.config import get_spec
+from nbllm.errors import NbllmError
 from nbllm.log.cache import lookup, replay_miss, resolve_mode
 from nbllm.log.fingerprint import fingerprint
 from nbllm.log.record import Exchange, host_of, notebook_path
 from nbllm.log.store import write
+from nbllm.messages import Delta
 
 if TYPE_CHECKING:
-    from nbllm.messages import Delta
     from nbllm.response import Response
 
 WHERE = {"magic": "this %%llm cell", "compare": "this %%llm comparison", "api": "this nbllm.chat call",
@@ -39,8 +41,6 @@ def fingerprint_of(response: Response) -> str:
 
 def respond(response: Response) -> Iterable[Delta] | None:
     """Answer from the log when the cache mode says so; in replay mode a miss is an error."""
-    from nbllm.messages import Delta
-
     mode = resolve_mode(response.meta.get("cache"))
     if mode == "off":
         return None
@@ -79,16 +79,11 @@ def exchange_of(response: Response) -> Exchange:
 
 
 def _host(response: Response) -> str | None:
-    base_url = response.meta.get("base_url")
-    if base_url is None:
-        from nbllm.config import get_spec
-        from nbllm.errors import NbllmError
-
-        try:
-            base_url = get_spec(response.provider).base_url
-        except NbllmError:
-            return None
-    return host_of(base_url)
+    """The host the provider's base URL names (a Response keeps only the provider's id)."""
+    try:
+        return host_of(get_spec(response.provider).base_url)
+    except NbllmError:  # a provider made outside the config (tests, plugins gone since)
+        return None
 
 
 def record(response: Response) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
@@ -162,7 +161,3 @@ def parse_since(text: str) -> str:
         raise ValueError(f"--since takes today, yesterday, 30m, 2h, 7d, 1w or a date such as 2026-11-30 "
                          f"(got {text!r})") from None
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def is_database_error(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.Error)
