@@ -31,7 +31,7 @@ def configure(sub: Any) -> None:
     p.add_argument("-n", type=int, default=20, metavar="N", help="how many exchanges to list (default 20)")
     p.add_argument("--provider", metavar="ID")
     p.add_argument("--model")
-    p.add_argument("--search", metavar="TEXT", help="only exchanges whose messages or answer contain TEXT")
+    p.add_argument("--search", metavar="TEXT", help="only exchanges whose prompt, answer or system prompt contains TEXT")
     p.add_argument("--since", metavar="WHEN", help="today, yesterday, 30m, 2h, 7d or a date/time")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_logs)
@@ -78,7 +78,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return 0
     if what == ["usage"]:
         return show_usage(args)
-    if len(what) == 2 and what[0] == "show":
+    if what[0] == "show":
+        if len(what) != 2:
+            raise LogUsage("logs show takes one exchange id (a number from `nbllm logs`)")
         return show_one(args, what[1])
     raise LogUsage(f"unknown logs command {' '.join(what)!r}: use `nbllm logs`, `nbllm logs show ID`, "
                    "`nbllm logs path` or `nbllm logs usage`")
