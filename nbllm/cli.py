@@ -20,7 +20,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from nbllm import __version__
+from nbllm.config import get_spec, load_specs
 from nbllm.errors import ConfigError, NbllmError
+from nbllm.keys import require_key
+from nbllm.messages import as_messages
+from nbllm.providers.base import make_provider
 from nbllm.secrets import redact
 from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
 
@@ -38,8 +42,6 @@ def _out(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
 # -- commands -------------------------------------------------------------------------------
 def cmd_providers(args: argparse.Namespace) -> int:
     """Table of id, name, configured or not, base URL, default model."""
-    from nbllm.config import load_specs
-
     specs = load_specs()
     rows = [[s.id, s.label, key_status(s), s.base_url or "-", s.default_model or "-"] for s in specs.values()]
     _out(table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
@@ -48,10 +50,6 @@ def cmd_providers(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """One model per line; the built-in list, with a note on stderr, when the live list fails."""
-    from nbllm.config import get_spec
-    from nbllm.keys import require_key
-    from nbllm.providers.base import make_provider
-
     spec = get_spec(args.provider)
     if spec.lists_models:
         try:
@@ -73,7 +71,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """Stream one answer to stdout; reasoning (when asked for) goes to stderr."""
-    from nbllm.messages import as_messages
     from nbllm.session import Session
 
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()

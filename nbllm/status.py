@@ -8,16 +8,18 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nbllm.config import get_spec, load_specs
 from nbllm.errors import NbllmError
-from nbllm.providers.catalog import ProviderSpec
+from nbllm.keys import find_key, require_key
+from nbllm.messages import ChatRequest
+from nbllm.providers.base import make_provider
+from nbllm.providers.catalog import BUILTIN, ProviderSpec
 
 CHECK_PROMPT = "Reply with one word: pong"
 
 
 def key_status(spec: ProviderSpec) -> str:
     """"ready", "no key needed", or which variable is missing."""
-    from nbllm.keys import find_key
-
     if find_key(spec) is not None:
         return "ready"
     if not spec.key_required or not (spec.key_env or spec.secret_env):
@@ -27,10 +29,6 @@ def key_status(spec: ProviderSpec) -> str:
 
 def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
     """The providers named, else every one with a key or a base URL the user changed."""
-    from nbllm.config import get_spec, load_specs
-    from nbllm.keys import find_key
-    from nbllm.providers.catalog import BUILTIN
-
     specs = load_specs()
     if ids:
         return [get_spec(i, specs) for i in ids]
@@ -64,10 +62,6 @@ CHECK_HEADERS = ["ID", "MODEL", "RESULT", "FIRST TOKEN", "TOTAL", "ANSWER / ERRO
 
 def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli") -> CheckResult:
     """Send CHECK_PROMPT once (no retries) and time it; failures are results, not raised."""
-    from nbllm.keys import require_key
-    from nbllm.messages import ChatRequest
-    from nbllm.providers.base import make_provider
-
     model = spec.default_model
     start = time.perf_counter()
     try:
