@@ -6,8 +6,12 @@
     nbllm check [ID...]             a tiny real request per configured provider, with latency
     nbllm convert ...               rewrite OpenAI calls in notebooks (imports libcst only here)
 
-Failures print one paragraph on stderr and exit 1; usage mistakes exit 2; Ctrl-C exits 130.
-Everything printed goes through ``redact`` so no key can reach the terminal.
+Exit status, one policy for every command: 2 for usage mistakes (bad options, no prompt),
+found by argparse or raised as ``_Usage``, with the usage line; 1 for every ``NbllmError``, be it
+a configuration problem (``ConfigError``: unknown provider, missing key, broken config file or
+plugin) or a runtime failure (``ProviderError``), printed as its one paragraph on stderr; 130
+for Ctrl-C. ``nbllm convert`` follows the same policy in its own module. Everything printed
+goes through ``redact`` so no key can reach the terminal.
 """
 
 from __future__ import annotations
