@@ -30,7 +30,8 @@ from nbllm.keys import require_key
 from nbllm.messages import as_messages
 from nbllm.providers.base import make_provider
 from nbllm.secrets import redact
-from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
+from nbllm.tables import text_table
 
 if TYPE_CHECKING:
     from nbllm.response import Response
@@ -48,7 +49,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     """Table of id, name, configured or not, base URL, default model."""
     specs = load_specs()
     rows = [[s.id, s.label, key_status(s), s.base_url or "-", s.default_model or "-"] for s in specs.values()]
-    _out(table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
+    _out(text_table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
     return 0
 
 
@@ -116,7 +117,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError("No provider is configured, so there is nothing to check. Set a provider's key "
                           "(`nbllm providers` shows which variable), or name the providers to check.")
     results = [check_provider(spec, args.timeout) for spec in specs]
-    _out(table(CHECK_HEADERS, [r.row() for r in results]))
+    _out(text_table(CHECK_HEADERS, [r.row() for r in results]))
     return 0 if all(r.ok for r in results) else 1
 
 

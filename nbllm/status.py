@@ -4,7 +4,6 @@ and the switcher, so all three say the same thing in the same words."""
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,18 +80,3 @@ def clip(text: str, n: int) -> str:
     """One line of at most n characters."""
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _width(text: str) -> int:
-    """Terminal columns: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain, left-aligned text table with two spaces between columns."""
-    all_rows = [list(headers), *[list(r) for r in rows]]
-    widths = [max(_width(r[i]) for r in all_rows) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in all_rows
-    )
