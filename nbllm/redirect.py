@@ -78,9 +78,10 @@ _patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original) to put
 class Redirect:
     """An active redirect; ``with nbllm.redirect("ernie"):`` ends it (or restores the previous one)."""
 
-    def __init__(self, target: Target, previous: Target | None) -> None:
+    def __init__(self, target: Target, previous: Target | None, message: str = "") -> None:
         self.target = target
         self._previous = previous
+        self.message = message  # what was said (or would have been, when quiet)
 
     def __enter__(self) -> Redirect:
         return self
@@ -135,15 +136,15 @@ def start_target(target: Target, *, quiet: bool = False) -> Redirect:
     with _lock:
         previous = _state.target if _state else None
         if previous == target:
-            if not quiet:
-                _say(f"Already redirecting to {target.spec.id}; nothing changed.")
-            return Redirect(target, previous)
-        _install()
-        placeholder = _state.placeholder if _state else _set_placeholder_key()
-        _state = _State(target, placeholder=placeholder)
+            message = f"Already redirecting to {target.spec.id}; nothing changed."
+        else:
+            _install()
+            placeholder = _state.placeholder if _state else _set_placeholder_key()
+            _state = _State(target, placeholder=placeholder)
+            message = started_text(target, previous)
     if not quiet:
-        _say(started_text(target, previous))
-    return Redirect(target, previous)
+        _say(message)
+    return Redirect(target, previous, message)
 
 
 def stop(*, quiet: bool = False) -> str:
