@@ -88,20 +88,21 @@ def run_notebook(path: Path, target: str, *, output: Path | None = None, timeout
 def _execute(nb: Any, path: Path, target: str, models: dict[str, str], timeout: float | None) -> RunResult:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-    from nbformat.v4 import new_code_cell
 
-    setup = new_code_cell(f"from nbllm.redirect import redirect as _nbllm_redirect\n"
-                          f"_nbllm_redirect({target!r}, {models!r}, quiet=True)\ndel _nbllm_redirect")
+    setup = (f"from nbllm.redirect import redirect as _nbllm_redirect\n"
+             f"_nbllm_redirect({target!r}, {models!r}, quiet=True)\ndel _nbllm_redirect")
     client = NotebookClient(nb, timeout=timeout, kernel_name=_kernel_name(nb),
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     client.reset_execution_trackers()
     ran = 0
     with client.setup_kernel():  # the kernel is shut down however this block ends
-        try:
-            client.execute_cell(setup, -1, store_history=False)
-        except CellExecutionError as exc:
-            raise NbllmError(f"The kernel could not start the redirect ({exc.ename}: {exc.evalue}). nbllm must be "
-                             f"installed where the notebook's kernel ({client.kernel_name}) runs.") from None
+        # Straight through the kernel client: execute_cell would store the cell in the notebook.
+        reply = client.wait_for_reply(client.kc.execute(setup, store_history=False, stop_on_error=True))
+        content = reply["content"] if reply else {"status": "error", "ename": "Timeout", "evalue": "no reply"}
+        if content["status"] != "ok":
+            raise NbllmError(f"The kernel could not start the redirect ({content.get('ename')}: "
+                             f"{content.get('evalue')}). nbllm must be installed where the notebook's kernel "
+                             f"({client.kernel_name}) runs.")
         info = client.wait_for_reply(client.kc.kernel_info())
         if info and "language_info" in info["content"]:
             nb.metadata["language_info"] = info["content"]["language_info"]
@@ -109,7 +110,9 @@ def _execute(nb: Any, path: Path, target: str, models: dict[str, str], timeout: 
             try:
                 client.execute_cell(cell, index, execution_count=ran + 1)
             except CellExecutionError as exc:
-                return RunResult(Path(), ran, 0.0, index + 1, f"{exc.ename}: {exc.evalue}", cell.execution_count)
+                error = f"{exc.ename}: {exc.evalue}"
+                return RunResult(Path(), ran, 0.0, index + 1, error if len(error) < 400 else error[:400] + "...",
+                                 cell.execution_count)
             except (CellTimeoutError, DeadKernelError) as exc:
                 what = f"no result within {timeout:g} s (--timeout)" if isinstance(exc, CellTimeoutError) else \
                     "the kernel died"
