@@ -21,7 +21,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -203,11 +203,12 @@ def started_text(target: Target, previous: Target | None) -> str:
 
 # -- rewriting one request ----------------------------------------------------------------------
 def _openai_bases() -> list[str]:
-    """The URLs whose requests are OpenAI's: the SDK default and ``OPENAI_BASE_URL`` if set."""
+    """The URLs whose requests are OpenAI's: the SDK default and ``OPENAI_BASE_URL`` (0.x: ``OPENAI_API_BASE``)."""
     bases = [f"https://{OPENAI_HOST}/v1"]
-    env = os.environ.get("OPENAI_BASE_URL", "").strip().rstrip("/")
-    if env and env not in bases:
-        bases.append(env)
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        env = os.environ.get(name, "").strip().rstrip("/")
+        if env and env not in bases:
+            bases.append(env)
     return bases
 
 
@@ -238,19 +239,23 @@ def rewrite(request: Any) -> Any:
     target = state.target
     body = _json_body(request)
     dropped = _DROPPED | ({"content-length"} if body is not None else set())
-    headers = [(k, v) for k, v in request.headers.multi_items()
-               if k.lower() not in dropped and not k.lower().startswith("openai-")]
-    headers.append(("Host", urlsplit(url).netloc))
-    if target.key:
-        headers.append(("Authorization", f"Bearer {target.key}"))
-    headers += list(target.spec.extra_headers.items())
-    headers += [(name, os.environ[var]) for name, var in target.spec.headers_from_env.items() if os.environ.get(var)]
+    headers = [("Host", urlsplit(url).netloc), *_provider_headers(request.headers.multi_items(), target, dropped)]
     kwargs: dict[str, Any] = {"extensions": request.extensions}
     if body is None:  # multipart uploads and the like: the same bytes, to the new URL
         kwargs["stream"] = request.stream
     else:
         kwargs["content"] = json.dumps(_map_body(body, state), ensure_ascii=False).encode()
     return type(request)(request.method, url, headers=headers, **kwargs)
+
+
+def _provider_headers(pairs: Any, target: Target, dropped: set[str]) -> list[tuple[str, str]]:
+    """The request's headers without OpenAI's credentials, with the provider's added."""
+    headers = [(k, v) for k, v in pairs if k.lower() not in dropped and not k.lower().startswith("openai-")]
+    if target.key:
+        headers.append(("Authorization", f"Bearer {target.key}"))
+    headers += list(target.spec.extra_headers.items())
+    headers += [(name, os.environ[var]) for name, var in target.spec.headers_from_env.items() if os.environ.get(var)]
+    return headers
 
 
 def _json_body(request: Any) -> dict[str, Any] | None:
@@ -322,14 +327,14 @@ def _with_message(exc: Any, message: str) -> Any:
 def _install() -> None:
     if _patches:
         return
-    import openai
-
+    try:
+        import openai
+    except ImportError:
+        raise NbllmError("The openai package is not installed in this Python, so there is no OpenAI SDK traffic "
+                         "to redirect (pip install openai, or use %%llm directly).") from None
     if not hasattr(openai, "OpenAI"):
-        raise NbllmError(
-            f"openai {getattr(openai, 'version', None) and openai.version.VERSION} is older than 1.0; "
-            "%llm redirect works with openai>=1.40. Run nbllm convert on the notebook to migrate it, "
-            "or pip install -U openai."
-        )
+        _install_v0(openai)
+        return
     from openai import _base_client
     from openai.lib import _old_api
 
@@ -337,6 +342,36 @@ def _install() -> None:
     _patch(base, "_build_request", _wrap_build_request(base._build_request))
     _patch(base, "_make_status_error_from_response", _wrap_status_error(base._make_status_error_from_response))
     _patch(_old_api.APIRemovedInV1, "__init__", _wrap_removed_api(_old_api.APIRemovedInV1.__init__))
+
+
+def _install_v0(openai: Any) -> None:
+    """openai<1: every request's URL, headers and body come from ``APIRequestor._prepare_request_raw``."""
+    from openai import api_requestor
+
+    owner = api_requestor.APIRequestor
+    _patch(owner, "_prepare_request_raw", _wrap_prepare_raw(owner._prepare_request_raw))
+    if openai.api_key is None:  # 0.x reads the key from the module; unset, every call raises first
+        _patch_value(openai, "api_key", PLACEHOLDER_KEY)
+
+
+def _wrap_prepare_raw(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _prepare_request_raw(self: Any, *args: Any, **kwargs: Any) -> Any:
+        abs_url, headers, data = original(self, *args, **kwargs)
+        with _lock:
+            state = _state
+        url = provider_url(abs_url, state.target) if state and str(self.api_type).endswith("OPEN_AI") else None
+        if state is None or url is None:
+            return abs_url, headers, data
+        if isinstance(data, bytes) and "json" in str(headers.get("Content-Type", "")):
+            data = json.dumps(_map_body(json.loads(data), state), ensure_ascii=False).encode()
+        return url, dict(_provider_headers(headers.items(), state.target, _DROPPED)), data
+
+    return _prepare_request_raw
+
+
+def _patch_value(owner: Any, name: str, value: Any) -> None:
+    _patches.append((owner, name, getattr(owner, name)))
+    setattr(owner, name, value)
 
 
 def _patch(owner: Any, name: str, replacement: Callable[..., Any]) -> None:
@@ -347,6 +382,8 @@ def _patch(owner: Any, name: str, replacement: Callable[..., Any]) -> None:
 def _uninstall() -> None:
     while _patches:
         owner, name, original = _patches.pop()
+        if isinstance(owner, ModuleType) and getattr(owner, name) != PLACEHOLDER_KEY:
+            continue  # the notebook set its own value since: keep it
         setattr(owner, name, original)
 
 
