@@ -22,11 +22,13 @@ def _parser() -> MagicArgumentParser:
 def run_redirect(argv: list[str]) -> None:
     from nbllm.modelmap import parse_overrides
     from nbllm.redirect import redirect, status, stop
+    from nbllm.secrets import redact
 
     args = _parser().parse_args(argv)
     if args.target is None:
-        print(status())
+        text = status()
     elif args.target.lower() == "off":
-        print(stop(quiet=True))
+        text = stop(quiet=True)
     else:
-        print(redirect(args.target, parse_overrides(args.model), quiet=True).message)
+        text = redirect(args.target, parse_overrides(args.model), quiet=True).message
+    print(redact(text))

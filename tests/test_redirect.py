@@ -315,6 +315,28 @@ def test_a_stream_cut_midway_then_the_next_call_works(fakes: Fakes) -> None:
     assert client.chat.completions.create(model="gpt-4o", messages=HI).choices[0].message.content == "echo: hi"
 
 
+def test_breaking_out_of_a_stream_early_then_the_next_call_works(fakes: Fakes) -> None:
+    fakes.ernie.enqueue(Answer(text="one two three four five six", chunk_delay=0.01))
+    nbllm.redirect("ernie")
+    client = openai.OpenAI()
+    with client.chat.completions.create(model="gpt-4o", messages=HI, stream=True) as stream:
+        first = next(c for c in stream if c.choices and c.choices[0].delta.content)
+    assert first.choices[0].delta.content == "one "
+    assert client.chat.completions.create(model="gpt-4o", messages=HI).choices[0].message.content == "echo: hi"
+
+
+def test_without_the_openai_package_it_says_so(fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from nbllm.errors import NbllmError
+
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "openai", None)  # what `import openai` sees where it is not installed
+        with pytest.raises(NbllmError, match="The openai package is not installed"):
+            nbllm.redirect("ernie")
+    assert active() is None
+
+
 @pytest.mark.parametrize("odd", ["ab cd 1234", "key\n2345", "ключ-12345"])
 def test_keys_with_odd_characters_are_refused_without_echo(fakes: Fakes, odd: str) -> None:
     nbllm.set_key("ernie", odd)
@@ -353,4 +375,6 @@ def test_magic_on_status_off(fakes: Fakes, ipy) -> None:  # noqa: ANN001 - tests
     assert "Redirect to ernie ended" in ipy.run("%llm redirect off").stdout
     bad = ipy.run("%llm redirect nosuch")
     assert type(bad.error).__name__ == "UnknownProviderError" and "Traceback" not in bad.stdout + bad.stderr
+    assert type(ipy.run("%llm redirect ernie qwen").error).__name__ == "UsageError"
+    assert active() is None
     assert "redirect" in ipy.run("%llm help").stdout

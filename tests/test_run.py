@@ -140,12 +140,14 @@ def test_bad_target_or_path_starts_no_kernel(ernie: FakeEmbeddingsServer, tmp_pa
     assert ernie.requests == []
 
 
-def test_a_hanging_cell_hits_the_timeout(ernie: FakeEmbeddingsServer, tmp_path: Path,
+def test_a_hanging_cell_hits_the_timeout_in_a_kernel_not_installed_here(ernie: FakeEmbeddingsServer, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
                                          nbformat.v4.new_code_cell("import time\ntime.sleep(60)")])
+    nb.metadata["kernelspec"] = {"name": "conda-env-nowhere-py", "display_name": "Py (nowhere)", "language": "python"}
     nbformat.write(nb, tmp_path / "slow.ipynb")
     assert main(["run", str(tmp_path / "slow.ipynb"), "--to", "ernie", "--timeout", "2"]) == 1
     err = capsys.readouterr().err
+    assert "kernel 'conda-env-nowhere-py' is not installed here; running with this Python (python3)." in err
     assert f"cell 2 (In [2]) of {tmp_path / 'slow.ipynb'} failed: no result within 2 s (--timeout)" in err
     assert nbformat.read(tmp_path / "slow.ernie.ipynb", as_version=4).cells[0].execution_count == 1
