@@ -40,7 +40,7 @@ class Target:
     """Where redirected requests go, and how their model names change."""
 
     spec: ProviderSpec
-    key: str | None
+    key: str | None = field(repr=False)  # never in a repr
     model: str | None = None  # ``ID:model``: every OpenAI chat model becomes this one
     overrides: dict[str, str] = field(default_factory=dict)
 
@@ -158,8 +158,8 @@ def stop(*, quiet: bool = False) -> str:
     if state is None:
         text = "No redirect was active; OpenAI SDK traffic already goes where each client points."
     else:
-        text = (f"Redirect to {state.target.spec.id} ended: OpenAI SDK requests go to OpenAI "
-                f"({_openai_bases()[0]}) again.")
+        text = (f"Redirect to {state.target.spec.id} ended: OpenAI SDK requests go to "
+                f"{' or '.join(_openai_bases())} again.")
         if state.placeholder:
             text += (" Clients created during the redirect hold nbllm's placeholder instead of an OpenAI key; "
                      "create them again with a key to use OpenAI.")
@@ -194,7 +194,8 @@ def started_text(target: Target, previous: Target | None) -> str:
     spec = target.spec
     was = f" (instead of {previous.spec.id})" if previous and previous.spec.id != spec.id else ""
     if target.model:
-        models = f"OpenAI chat models become {target.model}; embedding models {spec.tiers.get('embedding') or 'stay'}"
+        models = (f"OpenAI chat models become {target.model}; embedding models "
+                  f"{spec.tiers.get('embedding') or spec.default_model}")
     else:
         models = "model map: " + "; ".join(describe(spec, target.overrides))
     return (f"OpenAI SDK traffic in this process now goes to {spec.label} ({spec.id}) at {target.base_url}"

@@ -163,6 +163,12 @@ def test_off_sends_the_next_request_to_openai_base_url_and_restores_the_sdk(fake
     assert active() is None
 
 
+def test_the_key_is_in_no_repr(fakes: Fakes) -> None:
+    handle = nbllm.redirect("ernie")
+    assert ERNIE_KEY not in repr(handle) + repr(active()) + status() + handle.message
+    assert repr(handle) == f"<nbllm redirect to ernie at {fakes.ernie.base_url}>"
+
+
 def test_clients_with_their_own_base_url_are_left_alone(fakes: Fakes) -> None:
     with FakeEmbeddingsServer(api_key="other-key-1234") as other:
         nbllm.redirect("ernie")
