@@ -10,7 +10,8 @@ others: URL, key and model. The SDK then sends, retries, streams and raises exac
 would against OpenAI; its ``_make_status_error_from_response`` is wrapped too, to put nbllm's
 one-paragraph message into the SDK's own exception. The one public setting we do use is
 ``OPENAI_API_KEY``: unset, it gets a placeholder so ``OpenAI()`` can be built without an OpenAI
-account. ``off`` puts every attribute and the variable back. docs/redirect.md has the details.
+account. ``off`` puts every attribute and the variable back.
+The SDK facts: docs/redirect.md#where-every-request-is-built and docs/redirect.md#errors.
 """
 
 from __future__ import annotations
