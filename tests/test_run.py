@@ -1,13 +1,15 @@
 """``nbllm run``: the legacy v1 notebooks executed unchanged (nbclient, a real kernel) against a loopback ERNIE.
 
 The kernel inherits an environment in which the internet is a closed port (HTTP(S)_PROXY to
-127.0.0.1:9, loopback exempt) and pip has no index, so a cell that needs the network fails the
-same way on every machine instead of reaching it.
+127.0.0.1:9, loopback exempt) and pip has no index, no find-links and no config file (the legacy
+notebooks run ``pip install -U``: it must never change the test environment), so a cell that needs
+the network fails the same way on every machine instead of reaching it.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +36,11 @@ def ernie(use_fake: UseFake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
         for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
             monkeypatch.setenv(var, "http://127.0.0.1:9")
+        nowhere = tmp_path / "no-wheels"
+        nowhere.mkdir()
         monkeypatch.setenv("PIP_NO_INDEX", "1")
+        monkeypatch.setenv("PIP_FIND_LINKS", str(nowhere))
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
         monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
         yield server
         for req in server.requests:
