@@ -1,4 +1,5 @@
-"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert, the log."""
+"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert, redirect,
+the exchange log."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from collections.abc import Callable
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.display import display
 from IPython.utils.process import arg_split
 
 from nbllm.config import get_spec, load_specs
 from nbllm.context import cut
 from nbllm.errors import ConvertError, MissingKeyError
 from nbllm.keys import is_configured, set_key
-from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
+from nbllm.tables import Table
 
 from .ask import ERROR_PROMPT, parse_pair, run_cell
 from .handler_context import MagicContext
@@ -43,6 +46,8 @@ def build_parser() -> MagicArgumentParser:
         "target", nargs="?")
     sub.add_parser("convert", help="rewrite OpenAI calls in notebooks: convert PATH --to ID ...").add_argument(
         "argv", nargs=argparse.REMAINDER)
+    sub.add_parser("redirect", help="send OpenAI SDK traffic to a provider: redirect ID[:MODEL] | off").add_argument(
+        "argv", nargs=argparse.REMAINDER)
     sub.add_parser("log", help="the last N exchanges in the log (default 10)").add_argument(
         "n", nargs="?", type=int, default=10, metavar="N")
     sub.add_parser("usage", help="tokens (and cost) by provider and model: this session, today, all time")
@@ -56,6 +61,10 @@ def run_line(ctx: MagicContext, line: str) -> None:
     words = arg_split(line, posix=True)
     if words and words[0] == "convert":  # its options belong to the converter's own parser
         return convert(words[1:])
+    if words and words[0] == "redirect":  # likewise
+        from .redirect import run_redirect
+
+        return run_redirect(words[1:])
     args = build_parser().parse_args(words)
     handler = HANDLERS.get(args.command or "", show_status)
     handler(ctx, args)
@@ -82,7 +91,7 @@ def show_providers(ctx: MagicContext, args: argparse.Namespace) -> None:
     current = ctx.session.provider
     rows = [["*" if spec.id == current else "", spec.id, spec.label, key_status(spec), spec.default_model]
             for spec in load_specs().values()]
-    print(table(["", "id", "provider", "key", "default model"], rows))
+    display(Table(["", "id", "provider", "key", "default model"], rows))
 
 
 def show_models(ctx: MagicContext, args: argparse.Namespace) -> None:
@@ -151,11 +160,10 @@ def check(ctx: MagicContext, args: argparse.Namespace) -> None:
     if not specs:
         print("No provider has a key yet: set one (see %llm providers) or name one, e.g. %llm check ollama.")
         return
-    print(table(CHECK_HEADERS, [check_provider(spec, source="magic").row() for spec in specs]))
+    display(Table(CHECK_HEADERS, [check_provider(spec, source="magic").row() for spec in specs]))
 
 
 def switcher(ctx: MagicContext, args: argparse.Namespace) -> None:
-    from IPython.display import display
     from nbllm.widgets import ProviderSwitcher
 
     display(ProviderSwitcher(session=ctx.session))
@@ -177,17 +185,25 @@ def convert(argv: list[str]) -> None:
 
 
 def show_log(ctx: MagicContext, args: argparse.Namespace) -> None:
-    from nbllm.log.report import recent_text
+    from nbllm.log.report import recent
 
     if args.n < 0:
         raise UsageError("%llm log takes a number of exchanges, 0 or more.")
-    print(recent_text(args.n))
+    _show(recent(args.n))
 
 
 def show_usage(ctx: MagicContext, args: argparse.Namespace) -> None:
-    from nbllm.log.report import usage_text
+    from nbllm.log.report import usage
 
-    print(usage_text(this_session=True))
+    _show(usage(this_session=True))
+
+
+def _show(found: Table | str) -> None:
+    """A table as HTML (text in a terminal), or the sentence saying why there is none."""
+    if isinstance(found, str):
+        print(found)
+    else:
+        display(found)
 
 
 def cache(ctx: MagicContext, args: argparse.Namespace) -> None:

@@ -82,10 +82,13 @@ def test_logs_show_path_and_usage(three: list[int], capsys: pytest.CaptureFixtur
     Path(os.environ["NBLLM_CONFIG"]).write_text(
         '[providers.qwen.prices]\ninput = 2.0\noutput = 6.0\ncurrency = "CNY"\n', encoding="utf-8")
     status, out, _ = run(capsys, "logs", "usage")
-    today = out.split("\n\n")[0].splitlines()
-    assert today[0] == "Today:" and today[2].split() == ["ernie", "ernie-4.0-turbo-8k", "1", "10", "5", "15", "-"]
-    assert today[3].split() == ["qwen", "qwen-plus", "1", "20", "30", "50", "0.0002", "CNY"]  # cached row not counted
-    assert "cost: 0.0002 CNY" in out and "All time:" in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["PERIOD", "PROVIDER", "MODEL", "CALLS", "IN", "OUT", "TOTAL", "COST"]
+    assert lines[1].split() == ["today", "ernie", "ernie-4.0-turbo-8k", "1", "10", "5", "15", "-"]
+    assert lines[2].split() == ["today", "qwen", "qwen-plus", "1", "20", "30", "50", "0.0002", "CNY"]  # cached: not counted
+    assert lines[3].split() == ["today", "(total)", "2", "30", "35", "65", "0.0002", "CNY"]
+    assert [line.split()[:3] for line in lines[4:]] == [["all", "time", "ernie"], ["all", "time", "qwen"],
+                                                       ["all", "time", "(total)"]]
     data = json.loads(run(capsys, "logs", "usage", "--json")[1])
     assert [(r["provider"], r["calls"]) for r in data["all_time"]] == [("ernie", 1), ("qwen", 1)]
     assert data["prices"] == {"qwen": {"input": 2.0, "output": 6.0, "currency": "CNY"}}
@@ -216,7 +219,7 @@ def test_cache_import_loads_answers_for_replay(tmp_path: Path, capsys: pytest.Ca
     assert path.read_bytes() == before
     conn = sqlite3.connect(os.environ["NBLLM_LOG"])
     assert {r[0] for r in conn.execute("SELECT source FROM exchanges")} == {"import"}
-    assert run(capsys, "logs", "usage")[1].startswith("Today: no calls.")  # imports cost nothing
+    assert run(capsys, "logs", "usage")[1].splitlines()[1].split()[:3] == ["today", "no", "calls"]  # imports are free
 
 
 def test_cache_import_reports_a_bad_notebook_and_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,14 +63,14 @@ def test_replay_miss_names_the_cell(ipy: Shell, ernie: FakeOpenAIServer) -> None
 def test_log_and_usage_commands(ipy: Shell, ernie: FakeOpenAIServer) -> None:
     ipy.run("%%llm\nfirst question")
     ipy.run("%%llm\nsecond question")
-    log = ipy.run("%llm log 1").stdout.splitlines()
-    assert len(log) == 2 and log[1].split()[0] == "2" and log[1].endswith("second question")
-    assert "magic" in log[1] and "ernie:ernie-4.0-turbo-8k" in log[1]
+    log = ipy.run("%llm log 1").displays[-1]["data"]
+    lines = log["text/plain"].splitlines()
+    assert len(lines) == 2 and lines[1].split()[0] == "2" and lines[1].endswith("second question")
+    assert "magic" in lines[1] and "ernie:ernie-4.0-turbo-8k" in lines[1] and "<table>" in log["text/html"]
     Path(os.environ["NBLLM_CONFIG"]).write_text('[providers.ernie.prices]\ninput = 4\noutput = 16\ncurrency = "CNY"\n',
                                                  encoding="utf-8")
-    usage = ipy.run("%llm usage").stdout
-    titles = [line for line in usage.splitlines() if line.endswith(":")]
-    assert titles == ["This session:", "Today:", "All time:"] and "CNY" in usage
+    usage = ipy.run("%llm usage").displays[-1]["data"]["text/plain"].splitlines()
+    assert [line.split()[0] for line in usage[1:]] == ["this", "today", "all"] and usage[1].endswith(" CNY")
     assert ipy.run("%llm log x").error is not None
 
 

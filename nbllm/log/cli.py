@@ -101,7 +101,7 @@ def list_logs(args: argparse.Namespace) -> int:
     if args.json:
         _dump(rows)
     else:
-        _print(exchanges_table(rows))
+        _print(str(exchanges_table(rows)) if rows else "No exchanges logged yet.")
     return 0
 
 
@@ -125,10 +125,9 @@ def show_usage(args: argparse.Namespace) -> int:
     from nbllm.log.queries import start_of_today, usage
 
     if not args.json:
-        from nbllm.log.report import usage_text
+        from nbllm.log.report import usage
 
-        text = _safely(lambda _store: usage_text(this_session=False), None)
-        _print(text if text is not None else usage_text(this_session=False))  # None: the log is off
+        _print(str(_safely(lambda _store: usage(this_session=False), None) or usage(this_session=False)))
         return 0
     prices = load_prices()
     today = _safely(lambda store: usage(store, since=start_of_today()), [])

@@ -1,4 +1,4 @@
-"""The log as text: the tables ``nbllm logs`` and ``%llm log``/``%llm usage`` print, in one place."""
+"""The log as tables: what ``nbllm logs`` prints and ``%llm log``/``%llm usage`` show, in one place."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from nbllm.log.queries import Price, UsageRow
-from nbllm.status import clip, table
+from nbllm.status import clip
+from nbllm.tables import Table
 
 
 def local_time(stored: str) -> str:
@@ -29,14 +30,16 @@ def _status(row: dict[str, Any]) -> str:
     return "cached" if row.get("cached") else ("imported" if row.get("source") == "import" else "ok")
 
 
-def exchanges_table(rows: list[dict[str, Any]]) -> str:
+LOG_HEADERS = ["ID", "TIME", "SOURCE", "PROVIDER:MODEL", "TOKENS", "TOTAL", "STATUS", "PROMPT"]
+USAGE_HEADERS = ["PERIOD", "PROVIDER", "MODEL", "CALLS", "IN", "OUT", "TOTAL", "COST"]
+
+
+def exchanges_table(rows: list[dict[str, Any]]) -> Table:
     """One line per exchange, newest first."""
-    if not rows:
-        return "No exchanges logged yet."
-    body = [[str(r["id"]), local_time(r["time"]), r["source"], f"{r['provider']}:{r['model']}", _tokens(r),
-             "-" if r.get("total_s") is None else f"{r['total_s']:.2f} s", _status(r), clip(r.get("prompt") or "", 50)]
-            for r in rows]
-    return table(["ID", "TIME", "SOURCE", "PROVIDER:MODEL", "TOKENS", "TOTAL", "STATUS", "PROMPT"], body)
+    return Table(LOG_HEADERS, [
+        [str(r["id"]), local_time(r["time"]), r["source"], f"{r['provider']}:{r['model']}", _tokens(r),
+         "-" if r.get("total_s") is None else f"{r['total_s']:.2f} s", _status(r), clip(r.get("prompt") or "", 50)]
+        for r in rows])
 
 
 def exchange_text(row: dict[str, Any]) -> str:
@@ -64,33 +67,38 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
 
-def usage_table(title: str, rows: list[UsageRow], prices: dict[str, Price]) -> str:
-    """Totals by provider and model, with cost where the config file gives prices."""
-    if not rows:
-        return f"{title}: no calls."
-    body = []
-    for r in rows:
-        price = prices.get(r.provider)
-        cost = f"{price.cost(r):.4f} {price.currency}".rstrip() if price else "-"
-        body.append([r.provider, r.model, str(r.calls), str(r.prompt_tokens), str(r.completion_tokens),
-                     str(r.total_tokens), cost])
-    totals = _currency_totals(rows, prices)
-    text = f"{title}:\n" + table(["PROVIDER", "MODEL", "CALLS", "IN", "OUT", "TOTAL", "COST"], body)
-    return text + (f"\ncost: {totals}" if totals else "")
+def usage_table(periods: list[tuple[str, list[UsageRow]]], prices: dict[str, Price]) -> Table:
+    """Totals by provider and model for each period, with cost where the config file gives prices;
+    a period over several models ends with its total."""
+    rows: list[list[str]] = []
+    for period, found in periods:
+        if not found:
+            rows.append([period, "no calls", "", "0", "0", "0", "0", "-"])
+            continue
+        rows += [[period, r.provider, r.model, *_figures([r]), _cost([r], prices)] for r in found]
+        if len(found) > 1:
+            rows.append([period, "(total)", "", *_figures(found), _cost(found, prices)])
+    return Table(USAGE_HEADERS, rows)
 
 
-def _currency_totals(rows: list[UsageRow], prices: dict[str, Price]) -> str:
+def _figures(rows: list[UsageRow]) -> list[str]:
+    return [str(sum(getattr(r, name) for r in rows))
+            for name in ("calls", "prompt_tokens", "completion_tokens", "total_tokens")]
+
+
+def _cost(rows: list[UsageRow], prices: dict[str, Price]) -> str:
+    """The rows' cost in each currency they are priced in ("-" when none is priced)."""
     sums: dict[str, float] = {}
     for r in rows:
         if r.provider in prices:
             price = prices[r.provider]
             sums[price.currency] = sums.get(price.currency, 0.0) + price.cost(r)
-    return ", ".join(f"{amount:.4f} {currency}".rstrip() for currency, amount in sums.items())
+    return ", ".join(f"{amount:.4f} {currency}".rstrip() for currency, amount in sums.items()) or "-"
 
 
-# -- what the magics and the CLI print ------------------------------------------------------------
-def recent_text(n: int = 10) -> str:
-    """The last n exchanges as a table (``%llm log N``), or why there are none."""
+# -- what the magics and the CLI show -------------------------------------------------------------
+def recent(n: int = 10) -> Table | str:
+    """The last n exchanges (``%llm log N``), or why there are none."""
     from nbllm.log.paths import log_path, off_reason
     from nbllm.log.queries import Filters, recent
     from nbllm.log.store import store_at
@@ -98,14 +106,16 @@ def recent_text(n: int = 10) -> str:
     path = log_path()
     if path is None:
         return f"The exchange log is turned off ({off_reason()})."
-    return exchanges_table(recent(store_at(path), Filters(limit=n)))
+    rows = recent(store_at(path), Filters(limit=n))
+    return exchanges_table(rows) if rows else "No exchanges logged yet."
 
 
-def usage_text(*, this_session: bool) -> str:
+def usage(*, this_session: bool) -> Table | str:
     """Token totals (and cost where the config file gives prices): this session, today and all time."""
     from nbllm.config import load_config
     from nbllm.log.paths import log_path, off_reason
-    from nbllm.log.queries import prices, start_of_today, usage
+    from nbllm.log.queries import prices, start_of_today
+    from nbllm.log.queries import usage as totals
     from nbllm.log.record import SESSION_ID
     from nbllm.log.store import store_at
 
@@ -113,6 +123,6 @@ def usage_text(*, this_session: bool) -> str:
     if path is None:
         return f"The exchange log is turned off ({off_reason()}), so nothing is totalled."
     store, known = store_at(path), prices(load_config())
-    parts = [("This session", usage(store, session=SESSION_ID))] if this_session else []
-    parts += [("Today", usage(store, since=start_of_today())), ("All time", usage(store))]
-    return "\n\n".join(usage_table(title, rows, known) for title, rows in parts)
+    periods = [("this session", totals(store, session=SESSION_ID))] if this_session else []
+    periods += [("today", totals(store, since=start_of_today())), ("all time", totals(store))]
+    return usage_table(periods, known)
