@@ -222,6 +222,14 @@ def test_cache_import_loads_answers_for_replay(tmp_path: Path, capsys: pytest.Ca
     assert run(capsys, "logs", "usage")[1].splitlines()[1].split()[:3] == ["today", "no", "calls"]  # imports are free
 
 
+def test_cache_import_of_a_notebook_without_answers_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "plain.ipynb"
+    empty.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "1", "outputs": []}]}), encoding="utf-8")
+    status, out, err = run(capsys, "cache", "import", str(empty))
+    assert status == 0 and out.endswith("0 answer(s) imported, 0 already in the log\n")
+    assert "holds no saved %%llm answers" in err
+
+
 def test_cache_import_reports_a_bad_notebook_and_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good, _ = saved_notebook(tmp_path)
     bad = tmp_path / "bad.ipynb"

@@ -177,4 +177,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             raise NbllmError(f"The exchange log {store.path} could not be written ({exc}); nothing more was "
                              "imported. Point NBLLM_LOG at a writable file and run the import again.") from None
         _print(f"{name}: {done.added} answer(s) imported, {done.known} already in the log")
+        if not done.added + done.known:
+            sys.stderr.write(f"nbllm: {name} holds no saved %%llm answers (outputs with nbllm metadata): run it "
+                             "with nbllm and save it with its outputs, then import it.\n")
     return 1 if failed else 0
