@@ -9,6 +9,8 @@ records or looks up an exchange imports these modules and opens the database.
     fingerprint.py  the request fingerprint cache and replay look answers up by
     cache.py        cache modes (off, on, replay) and the lookup of a finished answer
     queries.py      listing, searching and totalling rows (``nbllm logs``, ``%llm log``/``usage``)
+    report.py       those rows as tables, shared by the CLI and the magics
+    hook.py         the observer and responder ``nbllm.response`` installs: log every exchange, answer from the log
     provenance.py   the ``nbllm`` metadata saved with every %%llm answer
     notebooks.py    ``nbllm cache import``: answers read back from saved outputs
     cli.py          ``nbllm logs ...`` and ``nbllm cache import``
