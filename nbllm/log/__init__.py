@@ -1,7 +1,8 @@
 """The exchange log: every request and answer in a SQLite file, the cache and replay built on it.
 
 Nothing here is imported by ``import nbllm`` or ``%load_ext nbllm``: the first call that
-records or looks up an exchange imports these modules and opens the database.
+records or looks up an exchange imports these modules and opens the database (the ``nbllm``
+command imports only ``cli.py`` to build its parser).
 
     paths.py        where the log lives (NBLLM_LOG, ``log = false``, the user data folder)
     store.py        the database: schema, forward migrations, writes, one warning on failure
