@@ -1,4 +1,5 @@
-"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert."""
+"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert, redirect,
+the exchange log."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import functools
 import getpass
 from collections.abc import Callable
 
+from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.display import display
 from IPython.utils.process import arg_split
 
 from nbllm.config import get_spec, load_specs
 from nbllm.context import cut
 from nbllm.errors import ConvertError, MissingKeyError
 from nbllm.keys import is_configured, set_key
-from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
+from nbllm.tables import Table
 
 from .ask import ERROR_PROMPT, parse_pair, run_cell
 from .handler_context import MagicContext
@@ -42,6 +46,13 @@ def build_parser() -> MagicArgumentParser:
         "target", nargs="?")
     sub.add_parser("convert", help="rewrite OpenAI calls in notebooks: convert PATH --to ID ...").add_argument(
         "argv", nargs=argparse.REMAINDER)
+    sub.add_parser("redirect", help="send OpenAI SDK traffic to a provider: redirect ID[:MODEL] | off").add_argument(
+        "argv", nargs=argparse.REMAINDER)
+    sub.add_parser("log", help="the last N exchanges in the log (default 10)").add_argument(
+        "n", nargs="?", type=int, default=10, metavar="N")
+    sub.add_parser("usage", help="tokens (and cost) by provider and model: this session, today, all time")
+    sub.add_parser("cache", help="answer repeated requests from the log: on, off or replay").add_argument(
+        "mode", nargs="?", choices=["on", "off", "replay"])
     sub.add_parser("help", help="this help")
     return parser
 
@@ -50,6 +61,10 @@ def run_line(ctx: MagicContext, line: str) -> None:
     words = arg_split(line, posix=True)
     if words and words[0] == "convert":  # its options belong to the converter's own parser
         return convert(words[1:])
+    if words and words[0] == "redirect":  # likewise
+        from .redirect import run_redirect
+
+        return run_redirect(words[1:])
     args = build_parser().parse_args(words)
     handler = HANDLERS.get(args.command or "", show_status)
     handler(ctx, args)
@@ -76,7 +91,7 @@ def show_providers(ctx: MagicContext, args: argparse.Namespace) -> None:
     current = ctx.session.provider
     rows = [["*" if spec.id == current else "", spec.id, spec.label, key_status(spec), spec.default_model]
             for spec in load_specs().values()]
-    print(table(["", "id", "provider", "key", "default model"], rows))
+    display(Table(["", "id", "provider", "key", "default model"], rows))
 
 
 def show_models(ctx: MagicContext, args: argparse.Namespace) -> None:
@@ -145,11 +160,10 @@ def check(ctx: MagicContext, args: argparse.Namespace) -> None:
     if not specs:
         print("No provider has a key yet: set one (see %llm providers) or name one, e.g. %llm check ollama.")
         return
-    print(table(CHECK_HEADERS, [check_provider(spec, source="magic").row() for spec in specs]))
+    display(Table(CHECK_HEADERS, [check_provider(spec, source="magic").row() for spec in specs]))
 
 
 def switcher(ctx: MagicContext, args: argparse.Namespace) -> None:
-    from IPython.display import display
     from nbllm.widgets import ProviderSwitcher
 
     display(ProviderSwitcher(session=ctx.session))
@@ -170,8 +184,40 @@ def convert(argv: list[str]) -> None:
         )
 
 
+def show_log(ctx: MagicContext, args: argparse.Namespace) -> None:
+    from nbllm.log.report import recent
+
+    if args.n < 0:
+        raise UsageError("%llm log takes a number of exchanges, 0 or more.")
+    _show(recent(args.n))
+
+
+def show_usage(ctx: MagicContext, args: argparse.Namespace) -> None:
+    from nbllm.log.report import usage
+
+    _show(usage(this_session=True))
+
+
+def _show(found: Table | str) -> None:
+    """A table as HTML (text in a terminal), or the sentence saying why there is none."""
+    if isinstance(found, str):
+        print(found)
+    else:
+        display(found)
+
+
+def cache(ctx: MagicContext, args: argparse.Namespace) -> None:
+    """``%llm cache MODE`` sets the mode for this kernel; without MODE it says which one applies."""
+    from nbllm.log.cache import describe_mode, set_kernel_mode
+
+    if args.mode:
+        set_kernel_mode(args.mode)
+    print(describe_mode())
+
+
 HANDLERS: dict[str, Handler] = {
     "providers": show_providers, "list": show_providers, "models": show_models, "use": use,
     "set": set_options, "key": enter_key, "history": show_history, "reset": reset, "check": check,
     "switcher": switcher, "error": explain_error, "fix": explain_error, "help": show_help,
+    "log": show_log, "usage": show_usage, "cache": cache,
 }

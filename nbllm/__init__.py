@@ -11,32 +11,39 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Load the submodule nbllm.redirect (light: no openai until a redirect starts) before the function
+# redirect() below is defined: a submodule loaded later would replace the function on the package.
+from nbllm import redirect as _redirect_module  # noqa: E402, F401, I001
+
 if TYPE_CHECKING:
     from nbllm.messages import Message
+    from nbllm.redirect import Redirect
     from nbllm.response import Response
 
 __all__ = ["__version__", "chat", "stream", "achat", "astream", "map", "imap", "embed", "Failed", "set_key",
-           "load_ipython_extension", "unload_ipython_extension"]
+           "redirect", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def chat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
-         system: str | None = None, **params: Any) -> Response:
+         system: str | None = None, *, cache: str | None = None, **params: Any) -> Response:
     """Ask once and get the finished ``Response`` (text, reasoning, usage, latency); no history is kept.
 
     ``provider`` is ``"id"`` or ``"id:model"``; ``params`` are options such as temperature,
-    max_tokens, top_p or timeout.
+    max_tokens, top_p or timeout. ``cache="on"`` answers a request seen before from the exchange
+    log, ``"replay"`` never calls the provider (a request not in the log fails), ``"off"`` always
+    calls it; the default follows ``%llm cache`` and ``NBLLM_CACHE``.
     """
     from nbllm.session import default_session
 
-    return default_session().chat(prompt_or_messages, provider, model, system, **params)
+    return default_session().chat(prompt_or_messages, provider, model, system, cache=cache, **params)
 
 
 def stream(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
-           system: str | None = None, **params: Any) -> Iterator[str]:
-    """Yield the answer's text as it arrives."""
+           system: str | None = None, *, cache: str | None = None, **params: Any) -> Iterator[str]:
+    """Yield the answer's text as it arrives (``cache`` as for ``chat``)."""
     from nbllm.session import default_session
 
-    for delta in default_session().stream(prompt_or_messages, provider, model, system, **params):
+    for delta in default_session().stream(prompt_or_messages, provider, model, system, cache=cache, **params):
         if delta.text:
             yield delta.text
 
@@ -108,6 +115,19 @@ def set_key(provider: str, key: str) -> None:
     from nbllm.keys import set_key as _set_key
 
     _set_key(provider, key)
+
+
+def redirect(target: str, models: list[str] | dict[str, str] | None = None) -> Redirect | None:
+    """Send this process's OpenAI SDK traffic to a provider: ``redirect("ernie")``, ``"qwen:qwen-max"``.
+
+    Clients made before and after, the module-level client and libraries on the SDK follow it;
+    ``models`` overrides the model map (``{"gpt-4o": "ernie-4.5-turbo-128k"}`` or ``["OLD=NEW"]``).
+    ``redirect("off")`` ends it; so does leaving ``with nbllm.redirect("ernie"):``.
+    """
+    if target.strip().lower() == "off":
+        _redirect_module.stop()
+        return None
+    return _redirect_module.redirect(target, models)
 
 
 def load_ipython_extension(ipython: Any) -> None:

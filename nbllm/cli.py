@@ -5,9 +5,16 @@
     nbllm chat [-p ID[:MODEL]] ...  stream one answer to stdout (prompt from stdin if absent)
     nbllm check [ID...]             a tiny real request per configured provider, with latency
     nbllm convert ...               rewrite OpenAI calls in notebooks (imports libcst only here)
+    nbllm logs ...                  the exchange log: list, show ID, path, usage (nbllm.log.cli)
+    nbllm cache import NOTEBOOK...  load answers saved in notebooks into the log, for replay
+    nbllm run NB --to ID[:MODEL]    run a notebook unchanged, its OpenAI SDK traffic sent to a provider
 
-Failures print one paragraph on stderr and exit 1; usage mistakes exit 2; Ctrl-C exits 130.
-Everything printed goes through ``redact`` so no key can reach the terminal.
+Exit status, one policy for every command: 2 for usage mistakes (bad options, no prompt),
+found by argparse or raised as ``_Usage``, with the usage line; 1 for every ``NbllmError``, be it
+a configuration problem (``ConfigError``: unknown provider, missing key, broken config file or
+plugin) or a runtime failure (``ProviderError``), printed as its one paragraph on stderr; 130
+for Ctrl-C. ``nbllm convert`` follows the same policy in its own module. Everything printed
+goes through ``redact`` so no key can reach the terminal.
 """
 
 from __future__ import annotations
@@ -20,9 +27,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from nbllm import __version__
+from nbllm.config import get_spec, load_specs
 from nbllm.errors import ConfigError, NbllmError
+from nbllm.keys import require_key
+from nbllm.log import cli as log_cli
+from nbllm.messages import as_messages
+from nbllm.providers.base import make_provider
 from nbllm.secrets import redact
-from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
+from nbllm.tables import text_table
 
 if TYPE_CHECKING:
     from nbllm.response import Response
@@ -38,20 +51,14 @@ def _out(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
 # -- commands -------------------------------------------------------------------------------
 def cmd_providers(args: argparse.Namespace) -> int:
     """Table of id, name, configured or not, base URL, default model."""
-    from nbllm.config import load_specs
-
     specs = load_specs()
     rows = [[s.id, s.label, key_status(s), s.base_url or "-", s.default_model or "-"] for s in specs.values()]
-    _out(table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
+    _out(text_table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     """One model per line; the built-in list, with a note on stderr, when the live list fails."""
-    from nbllm.config import get_spec
-    from nbllm.keys import require_key
-    from nbllm.providers.base import make_provider
-
     spec = get_spec(args.provider)
     if spec.lists_models:
         try:
@@ -73,7 +80,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """Stream one answer to stdout; reasoning (when asked for) goes to stderr."""
-    from nbllm.messages import as_messages
     from nbllm.session import Session
 
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
@@ -115,7 +121,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError("No provider is configured, so there is nothing to check. Set a provider's key "
                           "(`nbllm providers` shows which variable), or name the providers to check.")
     results = [check_provider(spec, args.timeout) for spec in specs]
-    _out(table(CHECK_HEADERS, [r.row() for r in results]))
+    _out(text_table(CHECK_HEADERS, [r.row() for r in results]))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -169,14 +175,18 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per provider (default 30)")
     p.set_defaults(func=cmd_check)
 
+    log_cli.configure(sub)
     _add_convert(sub, argv)
+    from nbllm.run import configure_parser as configure_run
+
+    configure_run(sub.add_parser("run", help="run a notebook unchanged with its OpenAI SDK calls sent to a provider"))
     return parser
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         return int(func(args) or 0)
-    except _Usage as exc:
+    except (_Usage, log_cli.LogUsage) as exc:
         parser.print_usage(sys.stderr)
         _out(f"nbllm: error: {exc}", sys.stderr)
         return 2

@@ -108,8 +108,12 @@ def _plugin_specs() -> tuple[ProviderSpec, ...]:
     for ep in entry_points(group="nbllm.providers"):
         try:
             loaded = ep.load()
-        except Exception as exc:  # a broken plugin must not break nbllm
-            raise ConfigError(f"The nbllm plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+        except Exception as exc:
+            # Fail rather than warn: skipping it would turn the plugin's providers into a misleading
+            # "unknown provider" (or, for a plugin that overrides a built-in row, send prompts to a
+            # different endpoint than the user installed). The message names what to fix or uninstall.
+            raise ConfigError(f"The nbllm plugin {ep.name!r} ({ep.value}) failed to load: {exc}. Fix or "
+                              "uninstall the package that provides it, or run `pip check`.") from exc
         loaded = loaded() if callable(loaded) and not isinstance(loaded, ProviderSpec) else loaded
         specs.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
     return tuple(specs)
@@ -160,7 +164,10 @@ def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
     for pid, table in (config.get("providers") or {}).items():
         if not isinstance(table, dict):
             raise ConfigError(f"providers.{pid} in the nbllm config file must be a table.")
-        specs[pid] = _apply_table(specs.get(pid), pid, table, str(config_path()))
+        # [providers.ID.prices] is read by the exchange log's usage totals, not part of the row
+        fields_ = {k: v for k, v in table.items() if k != "prices"}
+        if fields_ or pid not in specs:
+            specs[pid] = _apply_table(specs.get(pid), pid, fields_, str(config_path()))
     for pid, spec in specs.items():
         url = os.environ.get(f"NBLLM_{env_name(pid)}_BASE_URL")
         if not url and spec.base_url_env and pid not in (config.get("providers") or {}):

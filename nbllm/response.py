@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 Callback = Callable[["Response"], None]
 Responder = Callable[["Response"], "Iterable[Delta] | None"]
 
-SOURCES = ("api", "cli", "magic", "compare", "widget")
+SOURCES = ("api", "cli", "magic", "compare", "widget")  # the front ends that set ``source``
 
 _observers: list[Callback] = []
 _responders: list[Responder] = []
@@ -132,6 +132,11 @@ class Response:
     def ok(self) -> bool:
         """Finished, complete and without error: what history and caches may keep."""
         return self.done and self.error is None and not self.stopped
+
+    @property
+    def cached(self) -> bool:
+        """Answered from the exchange log (cache or replay), not by the provider."""
+        return bool(self.meta.get("replayed"))
 
     @property
     def tokens(self) -> int | None:
@@ -337,3 +342,21 @@ class AsyncResponse(Response):
 async def _aiter(deltas: Iterable[Delta]) -> AsyncIterator[Delta]:
     for delta in deltas:
         yield delta
+
+
+# -- the exchange log and its cache (nbllm.log/hook.py), hooked in here once for every front end --
+# Thin wrappers, so nbllm.log and sqlite3 load with the first response, never with %load_ext.
+def _log_exchange(response: Response) -> None:
+    from nbllm.log.hook import record
+
+    record(response)
+
+
+def _answer_from_log(response: Response) -> Iterable[Delta] | None:
+    from nbllm.log.hook import respond
+
+    return respond(response)
+
+
+add_observer(_log_exchange)
+add_responder(_answer_from_log)

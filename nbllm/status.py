@@ -4,20 +4,21 @@ and the switcher, so all three say the same thing in the same words."""
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nbllm.config import get_spec, load_specs
 from nbllm.errors import NbllmError
-from nbllm.providers.catalog import ProviderSpec
+from nbllm.keys import find_key, require_key
+from nbllm.messages import ChatRequest
+from nbllm.providers.base import make_provider
+from nbllm.providers.catalog import BUILTIN, ProviderSpec
 
 CHECK_PROMPT = "Reply with one word: pong"
 
 
 def key_status(spec: ProviderSpec) -> str:
     """"ready", "no key needed", or which variable is missing."""
-    from nbllm.keys import find_key
-
     if find_key(spec) is not None:
         return "ready"
     if not spec.key_required or not (spec.key_env or spec.secret_env):
@@ -27,10 +28,6 @@ def key_status(spec: ProviderSpec) -> str:
 
 def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
     """The providers named, else every one with a key or a base URL the user changed."""
-    from nbllm.config import get_spec, load_specs
-    from nbllm.keys import find_key
-    from nbllm.providers.catalog import BUILTIN
-
     specs = load_specs()
     if ids:
         return [get_spec(i, specs) for i in ids]
@@ -64,10 +61,6 @@ CHECK_HEADERS = ["ID", "MODEL", "RESULT", "FIRST TOKEN", "TOTAL", "ANSWER / ERRO
 
 def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli") -> CheckResult:
     """Send CHECK_PROMPT once (no retries) and time it; failures are results, not raised."""
-    from nbllm.keys import require_key
-    from nbllm.messages import ChatRequest
-    from nbllm.providers.base import make_provider
-
     model = spec.default_model
     start = time.perf_counter()
     try:
@@ -75,7 +68,9 @@ def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli
         request = ChatRequest(messages=[{"role": "user", "content": CHECK_PROMPT}], model=model,
                               params={"max_tokens": 16})
         try:
-            reply = provider.respond(request, source=source).reply()
+            response = provider.respond(request, source=source)
+            response.meta["cache"] = "off"  # a check asks the provider, never the exchange log's cache
+            reply = response.reply()
         finally:
             provider.close()
     except NbllmError as exc:
@@ -87,18 +82,3 @@ def clip(text: str, n: int) -> str:
     """One line of at most n characters."""
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _width(text: str) -> int:
-    """Terminal columns: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain, left-aligned text table with two spaces between columns."""
-    all_rows = [list(headers), *[list(r) for r in rows]]
-    widths = [max(_width(r[i]) for r in all_rows) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in all_rows
-    )

@@ -135,6 +135,29 @@ def test_interrupt_stops_at_once_and_keeps_finished_rows(ernie: FakeBatchServer)
     assert len(ernie.chat_requests) <= len(answered) + 2  # only the two in flight were cut
 
 
+def test_running_the_same_map_again_sends_only_rows_without_an_answer(ernie: FakeBatchServer) -> None:
+    ernie.answers["Q: b"] = qianfan_error(500, "internal_error", "busy")  # fails on every retry
+    ernie.answers["Q: c"] = Answer(text="a partial answer that breaks", cut_after=2)  # logged, never reused
+    rows = ["a", "b", "c", "d"]
+    first = nbllm.map("Q: {text}", rows, provider="ernie", rpm=0, progress=False)
+    assert first.summary.answered == 2 and first.summary.failures == {"ServerError": 1, "StreamInterrupted": 1}
+    sent_before = len(ernie.chat_requests)
+    ernie.answers.clear()
+    again = nbllm.map("Q: {text}", rows, provider="ernie", rpm=0, progress=False)
+    assert list(again) == ["echo: Q: a", "echo: Q: b", "echo: Q: c", "echo: Q: d"]
+    assert sorted(sent_prompts(ernie)[sent_before:]) == ["Q: b", "Q: c"]  # a and d came from the log
+    assert again.summary.from_log == 2
+
+
+def test_replay_mode_wins_over_the_batch_cache(ernie: FakeBatchServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    nbllm.map("Q: {text}", ["a"], provider="ernie", rpm=0, progress=False)
+    monkeypatch.setenv("NBLLM_CACHE", "replay")
+    answers = nbllm.map("Q: {text}", ["a", "new"], provider="ernie", rpm=0, progress=False)
+    assert answers[0] == "echo: Q: a" and answers[1].reason == "ReplayMissError"
+    assert "row 1 of the batch" in answers[1].message
+    assert sent_prompts(ernie) == ["Q: a"]
+
+
 # -- imap ----------------------------------------------------------------------------------
 def test_imap_yields_keys_and_answers_from_a_generator(ernie: FakeBatchServer) -> None:
     rows = ({"text": f"row {i}"} for i in range(30))

@@ -82,7 +82,7 @@ class TableRun:
         timeout = params.pop("timeout", None)
         return ChatRequest(messages=as_messages(prompt, self.system), model=self.model, params=params, timeout=timeout)
 
-    async def answer(self, row: Any) -> str:
+    async def answer(self, position: int, row: Any) -> str:
         """One row's answer text: from the log when it is there, else asked (at the limiter's pace).
 
         A stream that breaks off raises (``StreamInterrupted``): its partial text is never an answer.
@@ -90,7 +90,8 @@ class TableRun:
         request = self.request(row)
         sent = "".join(m["content"] for m in request.messages)
         estimate = estimate_tokens(sent, request.params.get("max_tokens"))
-        response = self.provider.arespond(request, stream=self.streamed, source=self.source, meta={"cache": "on"},
+        meta = {"cache": "on", "where": f"row {position} of the batch"}  # replay mode still wins (nbllm.log.cache)
+        response = self.provider.arespond(request, stream=self.streamed, source=self.source, meta=meta,
                                           gate=self.limiter, tokens=estimate)
         await response.areply()
         if response.meta.get("replayed"):
@@ -107,7 +108,9 @@ class TableRun:
     async def stream(self, rows: Any, concurrency: int) -> AsyncIterator[tuple[int, str | Failed]]:
         """Every row's outcome as it finishes; this loop's HTTP client is closed at the end."""
         try:
-            async for outcome in run_bounded(rows, self.answer, concurrency, stop=lambda f: f.reason in FATAL):
+            numbered = enumerate(rows)  # the same positions run_bounded gives
+            async for outcome in run_bounded(numbered, lambda item: self.answer(*item), concurrency,
+                                             stop=lambda f: f.reason in FATAL):
                 yield outcome
         finally:
             await self.provider.aclose()

@@ -7,7 +7,6 @@ all concurrent calls, and refreshed once when the service answers 110/111.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from nbllm.messages import ChatRequest, Delta, Message, Usage
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.providers.errormap import decode_body, http_errors, make_error
 from nbllm.providers.http import HTTPProvider
-from nbllm.providers.streams import Decoder, sendable, usage_from
+from nbllm.providers.streams import Decoder, json_object, sendable, usage_from
 from nbllm.secrets import register_secret
 
 if TYPE_CHECKING:
@@ -222,21 +221,21 @@ class ResultDecoder(Decoder):
 
 
 def _parse_chunk(spec: ProviderSpec, data: str) -> dict[str, Any]:
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        chunk = None
-    if not isinstance(chunk, dict):
+    chunk = json_object(data)
+    if chunk is None:
         raise make_error(spec, None, f"a stream chunk that is not a JSON object: {data[:200]}")
-    check_payload(spec, chunk, "")
+    check_payload(spec, chunk, None)  # mid-stream an expired token is too late to renew: AuthError
     return chunk
 
 
-def check_payload(spec: ProviderSpec, payload: dict[str, Any], token: str) -> None:
-    """Raise for an ``error_code`` body (sent with HTTP 200) or a content-safety verdict."""
+def check_payload(spec: ProviderSpec, payload: dict[str, Any], token: str | None) -> None:
+    """Raise for an ``error_code`` body (sent with HTTP 200) or a content-safety verdict.
+
+    ``token`` is the one the request used, when a new one can still be bought and the call sent again.
+    """
     if "error_code" in payload:
         error = make_error(spec, None, payload)
-        if payload["error_code"] in _EXPIRED_CODES:
+        if token is not None and payload["error_code"] in _EXPIRED_CODES:
             raise _TokenExpired(token, error)
         raise error
     if payload.get("need_clear_history") and "sentence_id" not in payload:
