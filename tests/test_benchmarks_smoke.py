@@ -32,7 +32,7 @@ EXPECTED: dict[str, list[list[str]]] = {
                      ["nbllm --version (process start-up)", "nbllm logs", "nbllm logs -n 100 --provider qwen",
                       "nbllm logs --since 1h --json", "nbllm logs --search (no match: every row read)",
                       "nbllm logs show ID", "nbllm logs usage"]],
-    "batch": [["bare asyncio + httpx.AsyncClient", "nbllm.map"], ["200", "800"], ["1,200"]],
+    "batch": [["bare asyncio + httpx.AsyncClient", "nbllm.map", "nbllm.map, NBLLM_LOG=off"], ["500", "1,000"], ["1,200"]],
 }
 CHECKS = {"load": 2, "call_overhead": 3, "render": 3, "convert": 2, "compare": 1, "exchange_log": 3, "batch": 3}
 
