@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from nbllm.errors import StreamInterrupted
@@ -106,6 +106,7 @@ class Response:
         self._deltas: Iterator[Delta] | None = None
         self._ahead: list[Delta] = []  # read by prefetch(), not yet handed to the reader
         self._reader: weakref.ref[Iterator[Delta]] | None = None
+        self._readers: weakref.WeakSet[Generator[Delta, None, None]] = weakref.WeakSet()  # not yet ended
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else type(self.error).__name__ if self.error else "stopped" if self.done else "open"
@@ -146,9 +147,10 @@ class Response:
     def __iter__(self) -> Iterator[Delta]:
         reader = self._read()
         self._reader = weakref.ref(reader)
+        self._readers.add(reader)
         return reader
 
-    def _read(self) -> Iterator[Delta]:
+    def _read(self) -> Generator[Delta, None, None]:
         try:
             while self._ahead:
                 yield self._ahead.pop(0)
@@ -157,15 +159,21 @@ class Response:
                 if delta is None:
                     return
                 yield delta
-        finally:  # the reader stopped early (break, close, GC, its own exception): end here
-            if not self.done:
+        finally:  # the last reader stopped early (break, close, GC, its own exception): end here
+            if not self.done and not self._other_reader():
                 self._finish(stopped=True)
+
+    def _other_reader(self) -> bool:
+        """Another reader is part-way through this answer (this one is running its ``finally``)."""
+        import inspect
+
+        return any(inspect.getgeneratorstate(r) == inspect.GEN_SUSPENDED for r in self._readers)
 
     def _next(self) -> Delta | None:
         """One delta from the provider, added up; None at the end; errors finish and raise."""
-        if self._deltas is None:
-            self._open()
         try:
+            if self._deltas is None:  # a responder or an opener that raises is the response's error too
+                self._open()
             delta = next(self._deltas)  # type: ignore[arg-type]
         except StopIteration:
             self._finish()
@@ -246,8 +254,13 @@ class Response:
         self.error, self.stopped = error, stopped
         if isinstance(error, StreamInterrupted):
             error.partial_text = error.partial_text or self.text
-        for callback in self._callbacks:
-            callback(self)
+        try:
+            for callback in self._callbacks:
+                callback(self)
+        finally:  # a front end's failing callback still reaches the log
+            self._observe()
+
+    def _observe(self) -> None:
         for observer in list(_observers):
             try:
                 observer(self)

@@ -1,0 +1,156 @@
+"""The engine's Response against a hostile caller: responders and callbacks that raise, two
+readers at once, Ctrl-C in the reader's loop over a real socket, responses in threads."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from nbllm.config import get_spec
+from nbllm.errors import AuthError
+from nbllm.messages import ChatRequest, Delta
+from nbllm.providers.base import Provider, make_provider
+from nbllm.response import Response, add_observer, add_responder
+from tests.conftest import UseFake
+from tests.fakes.openai_server import Answer, FakeOpenAIServer
+from tests.test_response import REQUEST, SPEC, Scripted, words
+
+
+@pytest.fixture
+def seen() -> Iterator[list[Response]]:
+    finished: list[Response] = []
+    remove = add_observer(finished.append)
+    yield finished
+    remove()
+
+
+def test_a_responder_that_raises_is_the_responses_error(seen: list[Response]) -> None:
+    provider = Scripted(words("never"))
+
+    def broken(response: Response) -> None:
+        raise AuthError("the cache is locked")
+
+    remove = add_responder(broken)
+    try:
+        response = provider.respond(REQUEST)
+        with pytest.raises(AuthError):
+            response.reply()
+        with pytest.raises(AuthError):  # asked again: the same failure, never an empty "answer"
+            response.reply()
+    finally:
+        remove()
+    assert seen == [response] and isinstance(response.error, AuthError) and not response.stopped
+    assert provider.opened == 0
+
+
+def test_a_provider_that_fails_before_its_stream_starts(seen: list[Response]) -> None:
+    class Eager(Provider):
+        def stream(self, request: ChatRequest) -> Iterator[Delta]:
+            raise AuthError("no key")  # raised at the call, not at the first next()
+
+    response = Eager(SPEC).respond(REQUEST)
+    with pytest.raises(AuthError):
+        list(response)
+    with pytest.raises(AuthError):
+        response.reply()
+    assert seen == [response] and not response.ok and isinstance(response.error, AuthError)
+
+
+def test_a_second_reader_keeps_reading_when_the_first_is_abandoned(seen: list[Response]) -> None:
+    provider = Scripted(words("a", "b", "c"))
+    response = provider.respond(REQUEST)
+    iter(response)  # a reader never started ends nothing and holds nothing open
+    first = iter(response)
+    assert next(first).text == "a"
+    second = iter(response)
+    assert next(second).text == "b"
+    del first
+    gc.collect()  # the abandoned reader must not end the answer the other one is reading
+    assert "".join(d.text for d in second) == "c"
+    assert response.ok and response.text == "abc" and seen == [response] and provider.closed == 1
+
+
+def test_reply_after_partial_iteration_reads_the_rest() -> None:
+    response = Scripted(words("a", "b", "c")).respond(REQUEST)
+    reader = iter(response)
+    next(reader)
+    assert response.reply().text == "abc" and response.ok
+    assert list(reader) == [] and list(response) == []  # iterating a finished response: nothing more
+
+
+def test_a_callback_that_raises_still_lets_observers_see_the_response(seen: list[Response]) -> None:
+    def broken(response: Response) -> None:
+        raise ValueError("front end bug")
+
+    response = Scripted(words("a")).respond(REQUEST, on_done=[broken])
+    with pytest.raises(ValueError, match="front end bug"):
+        response.reply()
+    assert seen == [response] and response.text == "a"
+
+
+def test_observers_added_and_removed_during_a_call_are_called_at_most_once() -> None:
+    calls: list[str] = []
+    removers: list = []
+
+    def first(response: Response) -> None:
+        calls.append("first")
+        removers.append(add_observer(lambda r: calls.append("late")))  # added while observers run
+        remove_first()
+
+    remove_first = add_observer(first)
+    try:
+        Scripted(words("a")).respond(REQUEST).reply()
+        Scripted(words("b")).respond(REQUEST).reply()
+    finally:
+        for remove in removers:
+            remove()
+        remove_first()
+    assert calls == ["first", "late"]
+
+
+def test_responses_in_threads_each_finish_once(openai_server: FakeOpenAIServer, use_fake: UseFake,
+                                                seen: list[Response]) -> None:
+    key = use_fake("ernie", openai_server)
+    provider = make_provider(get_spec("ernie"), key, max_retries=0)
+    errors: list[BaseException] = []
+
+    def ask(i: int) -> None:
+        try:
+            request = ChatRequest(messages=[{"role": "user", "content": f"q{i}"}], model="ernie-speed-128k")
+            provider.respond(request, source="compare").reply()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    provider.close()
+    assert errors == []
+    assert sorted(r.text for r in seen) == sorted(f"echo: q{i}" for i in range(8))
+    assert len({id(r) for r in seen}) == 8 and all(r.ok for r in seen)
+
+
+def test_ctrl_c_in_the_readers_loop_closes_the_connection_and_keeps_the_partial(
+        openai_server: FakeOpenAIServer, use_fake: UseFake, seen: list[Response]) -> None:
+    key = use_fake("ernie", openai_server)
+    provider = make_provider(get_spec("ernie"), key, max_retries=0)
+    openai_server.enqueue(Answer(text="one two three four five six", chunk_delay=0.01))
+    response = provider.respond(ChatRequest(messages=[{"role": "user", "content": "hi"}], model="ernie-speed-128k"))
+    with pytest.raises(KeyboardInterrupt):
+        for delta in response:
+            if delta.text:
+                raise KeyboardInterrupt
+    assert seen == [response] and response.done and not response.ok and response.text == "one "
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ResourceWarning for an unclosed response
+        again = provider.respond(ChatRequest(messages=[{"role": "user", "content": "x"}], model="ernie-speed-128k"))
+        assert again.reply().text == "echo: x"
+    first, second = openai_server.requests[-2:]
+    assert first.client_port != second.client_port  # the cut connection was not handed back to the pool
+    provider.close()
