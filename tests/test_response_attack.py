@@ -154,3 +154,35 @@ def test_ctrl_c_in_the_readers_loop_closes_the_connection_and_keeps_the_partial(
     first, second = openai_server.requests[-2:]
     assert first.client_port != second.client_port  # the cut connection was not handed back to the pool
     provider.close()
+
+
+# -- the HTTP boundary: what a hostile or broken server sends back ---------------------------------
+@pytest.mark.parametrize("headers", [{"Retry-After": "nan"}, {"Retry-After": "inf"}, {"retry-after-ms": "NaN"}])
+def test_a_retry_after_that_is_not_a_number_of_seconds_still_retries(openai_server: FakeOpenAIServer,
+                                                                     use_fake: UseFake,
+                                                                     headers: dict[str, str]) -> None:
+    from tests.fakes.openai_server import qianfan_error
+
+    key = use_fake("ernie", openai_server)
+    waits: list[float] = []
+    provider = make_provider(get_spec("ernie"), key, max_retries=1, sleep=waits.append)
+    openai_server.enqueue(qianfan_error(429, "rpm_rate_limit_exceeded", "slow down", headers=headers))
+    answer = provider.respond(ChatRequest(messages=[{"role": "user", "content": "hi"}], model="m")).reply()
+    provider.close()
+    assert answer.text == "echo: hi" and len(waits) == 1 and 0 <= waits[0] <= 60
+
+
+@pytest.mark.parametrize("body", [
+    {"error": {"message": "bad", "code": "x", "type": ["not", "a", "string"]}},
+    {"error": "invalid", "error_description": {"detail": "nested"}},
+    {"error": {"message": "line one\n\x1b[2J\x1b[31mline two\x07", "code": 400}},
+    {"error": {"message": "x" * 100_000}},
+])
+def test_odd_error_bodies_are_one_short_paragraph(body: object) -> None:
+    from nbllm.errors import ProviderError
+    from nbllm.providers.errormap import make_error
+
+    error = make_error(get_spec("qwen"), 400, body, {})
+    assert isinstance(error, ProviderError)
+    assert "\n" not in error.message and "\x1b" not in error.message and "\x07" not in error.message
+    assert len(error.message) < 1000

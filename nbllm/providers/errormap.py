@@ -6,6 +6,8 @@ Provider error codes and their sources are listed per provider in docs/providers
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
@@ -45,6 +47,8 @@ SERVER_CODES = {"1", "2", "4", "336000", "336100"}
 # OpenAI-style error types seen inside a 200 stream (no status to go by).
 SERVER_TYPES = {"server_error", "internal_error", "api_error", "overloaded_error", "service_unavailable"}
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 _ADVICE = {
     AuthError: "Check the key ({env}); keys are read from the environment or %llm key {id}.",
     QuotaError: "Top up the account or check its quota in the provider's console.",
@@ -61,16 +65,21 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return max(float(ms) / 1000, 0.0)
+            seconds = float(ms) / 1000
         except ValueError:
             pass
+        else:
+            if math.isfinite(seconds):
+                return max(seconds, 0.0)
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "nan" and "inf" parse as floats; time.sleep refuses NaN
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         return max(parsedate_to_datetime(value).timestamp() - time(), 0.0)
     except (TypeError, ValueError):
@@ -92,6 +101,12 @@ def extract_error(body: Any) -> tuple[str, str | None]:
     if "message" in body:  # vLLM / TGI: {"object": "error", "message", "type", "code"}
         return str(body["message"]), _str(body.get("code") or body.get("type"))
     return json.dumps(body, ensure_ascii=False)[:300], None
+
+
+def _one_line(message: str) -> str:
+    """The provider's words inside our paragraph: no line breaks or terminal escapes, at most 500 characters."""
+    message = " ".join(_CONTROL.sub(" ", message).split())
+    return message if len(message) <= 500 else message[:500] + "..."
 
 
 def _str(value: Any) -> str | None:
@@ -130,8 +145,9 @@ def make_error(
 ) -> ProviderError:
     """Build the one-paragraph error for a failed answer (body already decoded if JSON)."""
     message, code = extract_error(body)
-    etype = body.get("error", {}).get("type") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
+    etype = _str(body["error"].get("type")) if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
     cls = classify(status, code, etype)
+    message = _one_line(str(message))
     where = f"HTTP {status}" if status is not None else "an error"
     quoted = f': "{message.strip()}"' if message.strip() else ""
     code_txt = f" (code {code})" if code else ""
