@@ -49,6 +49,11 @@ class Target:
     def base_url(self) -> str:
         return self.spec.base_url.rstrip("/")
 
+    @property
+    def shown_url(self) -> str:
+        """``base_url`` for messages and reprs: without a ``user:password@``."""
+        return _shown(self.base_url)
+
     def map_model(self, name: str) -> tuple[str, str | None]:
         """The model to send instead of ``name``, and why (None when it is kept)."""
         if name in self.overrides:
@@ -102,7 +107,7 @@ class Redirect:
         return stop()
 
     def __repr__(self) -> str:
-        return f"<nbllm redirect to {self.target.spec.id} at {self.target.base_url}>"
+        return f"<nbllm redirect to {self.target.spec.id} at {self.target.shown_url}>"
 
 
 def redirect(target: str, models: list[str] | dict[str, str] | None = None, *, quiet: bool = False) -> Redirect:
@@ -189,7 +194,7 @@ def status() -> str:
     spec = state.target.spec
     names = ", ".join(f"{old} -> {new}" for old, new in mapped.items()) or "none yet"
     return (f"OpenAI SDK requests for {_shown_bases()} go to {spec.label} ({spec.id}) at "
-            f"{state.target.base_url}, from every OpenAI and AsyncOpenAI client (old or new, the module-level "
+            f"{state.target.shown_url}, from every OpenAI and AsyncOpenAI client (old or new, the module-level "
             f"one and libraries such as LangChain). Clients with another base_url and Azure clients are left "
             f"alone. Models mapped so far: {names}. %llm redirect off restores direct OpenAI traffic.")
 
@@ -204,7 +209,7 @@ def started_text(target: Target, previous: Target | None) -> str:
                   f"{spec.tiers.get('embedding') or spec.default_model}")
     else:
         models = "model map: " + "; ".join(describe(spec, target.overrides))
-    return (f"OpenAI SDK traffic in this process now goes to {spec.label} ({spec.id}) at {target.base_url}"
+    return (f"OpenAI SDK traffic in this process now goes to {spec.label} ({spec.id}) at {target.shown_url}"
             f"{was}, with the {spec.id} key; {models}. %llm redirect off restores it.")
 
 
@@ -221,7 +226,11 @@ def _openai_bases() -> list[str]:
 
 def _shown_bases() -> str:
     """``_openai_bases`` for a message: a relay's ``user:password@`` is left out."""
-    return " or ".join("{}://{}{}".format(*_origin(b)) for b in _openai_bases())
+    return " or ".join(map(_shown, _openai_bases()))
+
+
+def _shown(url: str) -> str:
+    return "{}://{}{}".format(*_origin(url))
 
 
 def _origin(url: str) -> tuple[str, str, str]:

@@ -168,3 +168,11 @@ def test_redirect_to_a_keyless_provider_sends_no_key_at_all(fakes: Fakes, use_fa
         nbllm.redirect("vllm:my-model")
         openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o", messages=HI)
         assert "authorization" not in vllm.requests[-1].headers and models_sent(vllm) == ["my-model"]
+
+
+def test_a_provider_base_url_with_credentials_is_never_printed(fakes: Fakes, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("NBLLM_ERNIE_BASE_URL", fakes.ernie.base_url.replace("http://", "http://gw:gwpass-1a2b3c@"))
+    handle = nbllm.redirect("ernie")
+    said = repr(handle) + handle.message + status() + stop() + capsys.readouterr().err
+    assert "gwpass-1a2b3c" not in said and "127.0.0.1" in said
