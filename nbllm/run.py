@@ -122,16 +122,25 @@ def _execute(nb: Any, path: Path, target: str, models: dict[str, str], timeout: 
             try:
                 client.execute_cell(cell, index, execution_count=ran + 1)
             except CellExecutionError as exc:
+                _not_run(nb.cells[index + 1:])
                 error = f"{exc.ename}: {exc.evalue}"
                 return RunResult(Path(), ran, 0.0, index + 1, error if len(error) < 400 else error[:400] + "...",
                                  cell.execution_count)
             except (CellTimeoutError, DeadKernelError) as exc:
+                _not_run(nb.cells[index + 1:])
                 what = f"no result within {timeout:g} s (--timeout)" if isinstance(exc, CellTimeoutError) else \
                     "the kernel died" + _last_line(kernel_log)
                 return RunResult(Path(), ran, 0.0, index + 1, what, cell.execution_count)
             ran += cell.cell_type == "code" and bool(cell.source.strip())
         client.set_widgets_metadata()
     return RunResult(Path(), ran, 0.0)
+
+
+def _not_run(cells: list[Any]) -> None:
+    """Cells after the failing one lose the outputs they were saved with: the copy shows only this run."""
+    for cell in cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
 
 
 def _last_line(log: Any) -> str:

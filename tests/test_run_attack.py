@@ -129,3 +129,17 @@ def test_ctrl_c_mid_cell_exits_130_without_a_traceback_or_a_file(ernie: FakeEmbe
     assert proc.returncode == 130, err
     assert "nbllm: interrupted" in err and "Traceback" not in err and out == ""
     assert sorted(p.name for p in folder.iterdir() ) == ["slow.ipynb", "started"]
+
+
+def test_cells_after_the_failing_one_keep_no_stale_outputs(ernie: FakeEmbeddingsServer, tmp_path: Path,  # noqa: F811
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    old = nbformat.v4.new_code_cell("print('answer from OpenAI')", execution_count=7,
+                                    outputs=[nbformat.v4.new_output("stream", text="nbllm redirect: gpt-4 -> old\n"
+                                                                    "the answer OpenAI gave last month\n")])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0"), old])
+    nbformat.write(nb, tmp_path / "stale.ipynb")
+    assert main(["run", str(tmp_path / "stale.ipynb"), "--to", "ernie"]) == 1
+    assert "models mapped: none" in capsys.readouterr().err
+    executed = nbformat.read(tmp_path / "stale.ernie.ipynb", as_version=4)
+    assert executed.cells[1].outputs == [] and executed.cells[1].execution_count is None
+    assert executed.cells[1].source == old.source
