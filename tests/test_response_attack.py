@@ -4,6 +4,7 @@ readers at once, Ctrl-C in the reader's loop over a real socket, responses in th
 from __future__ import annotations
 
 import gc
+import json
 import threading
 import warnings
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from nbllm.messages import ChatRequest, Delta
 from nbllm.providers.base import Provider, make_provider
 from nbllm.response import Response, add_observer, add_responder
 from tests.conftest import UseFake
+from tests.fakes.loopback import LoopbackHandler, LoopbackServer
 from tests.fakes.openai_server import Answer, FakeOpenAIServer
 from tests.test_response import REQUEST, SPEC, Scripted, words
 
@@ -186,3 +188,42 @@ def test_odd_error_bodies_are_one_short_paragraph(body: object) -> None:
     assert isinstance(error, ProviderError)
     assert "\n" not in error.message and "\x1b" not in error.message and "\x07" not in error.message
     assert len(error.message) < 1000
+
+
+class _Lingering(LoopbackHandler):
+    """Sends a whole answer and [DONE], then keeps the connection open (no chunking) for up to 10 s."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        self.record()
+        self.start_stream(200, "text/event-stream", chunked=False)
+        chunk = {"id": "1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "hello"}, "finish_reason": "stop"}]}
+        self.write_chunk(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+        for _ in range(100):
+            if self.owner.stopping.is_set():
+                return
+            try:
+                self.write_chunk(b": still here\n\n")
+            except OSError:  # the client hung up: what a finished answer should do
+                self.owner.hung_up = True
+                return
+            self.pause(0.1)
+
+
+class LingeringServer(LoopbackServer):
+    handler_class = _Lingering
+    hung_up = False
+
+
+def test_a_finished_answer_does_not_wait_for_a_server_that_lingers(use_fake: UseFake) -> None:
+    with LingeringServer() as server:
+        key = use_fake("ernie", server)
+        provider = make_provider(get_spec("ernie"), key, max_retries=0)
+        answer = provider.respond(ChatRequest(messages=[{"role": "user", "content": "hi"}], model="m")).reply()
+        provider.close()
+        assert answer.ok and answer.text == "hello"
+        for _ in range(50):  # the server notices the hang-up at its next write
+            if server.hung_up:
+                break
+            server.stopping.wait(0.1)
+        assert server.hung_up

@@ -163,10 +163,16 @@ class HTTPProvider(Provider):
                     for delta in decoder.feed(data, event):
                         yield decoder.note(delta)
                     if decoder.done:
-                        if drain:
+                        if drain and _reusable(response):
                             _drain(items)
                         return
             decoder.end()
+
+
+def _reusable(response: httpx.Response) -> bool:
+    """A body whose end HTTP marks (chunked, or a length): one ended by the server hanging up leaves no
+    connection to reuse, and draining it would wait for a server that lingers after its last event."""
+    return "chunked" in response.headers.get("transfer-encoding", "").lower() or "content-length" in response.headers
 
 
 def _drain(items: Iterator[Any]) -> None:
