@@ -176,3 +176,47 @@ def test_a_provider_base_url_with_credentials_is_never_printed(fakes: Fakes, mon
     handle = nbllm.redirect("ernie")
     said = repr(handle) + handle.message + status() + stop() + capsys.readouterr().err
     assert "gwpass-1a2b3c" not in said and "127.0.0.1" in said
+
+
+def test_openai_base_url_with_a_path_prefix_matches_whole_segments_only(fakes: Fakes,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    relay = fakes.relay.base_url.removesuffix("/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{relay}/gateway/openai/v1/")
+    nbllm.redirect("ernie")
+    openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o", messages=HI)
+    assert [r.path for r in fakes.ernie.requests] == ["/v1/chat/completions"]
+    other = openai.OpenAI(base_url=f"{relay}/gateway/openai/v10", max_retries=0)  # another service: left alone
+    other.chat.completions.create(model="gpt-4o", messages=HI)  # the fake answers any path
+    assert [r.path for r in fakes.relay.requests] == ["/gateway/openai/v10/chat/completions"]
+
+
+def test_toggling_while_threads_send_never_mixes_keys_and_hosts(fakes: Fakes) -> None:
+    import threading
+
+    client = openai.OpenAI(max_retries=0)
+    stop_flag = threading.Event()
+    failures: list[BaseException] = []
+
+    def send() -> None:
+        while not stop_flag.is_set():
+            try:
+                client.chat.completions.create(model="gpt-4o", messages=HI)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+                return
+
+    workers = [threading.Thread(target=send) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(15):
+            nbllm.redirect("ernie")
+            stop(quiet=True)
+    finally:
+        stop_flag.set()
+        for worker in workers:
+            worker.join()
+    assert failures == []
+    assert {r.headers["authorization"] for r in fakes.ernie.requests} <= {f"Bearer {ERNIE_KEY}"}
+    assert {r.headers["authorization"] for r in fakes.relay.requests} <= {f"Bearer {OPENAI_KEY}"}
+    assert set(models_sent(fakes.relay)) <= {"gpt-4o"}

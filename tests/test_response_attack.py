@@ -227,3 +227,22 @@ def test_a_finished_answer_does_not_wait_for_a_server_that_lingers(use_fake: Use
                 break
             server.stopping.wait(0.1)
         assert server.hung_up
+
+
+def test_an_abandoned_reader_on_a_real_socket_is_closed_once(openai_server: FakeOpenAIServer, use_fake: UseFake,
+                                                              seen: list[Response]) -> None:
+    key = use_fake("ernie", openai_server)
+    provider = make_provider(get_spec("ernie"), key, max_retries=0)
+    openai_server.enqueue(Answer(text="one two three four five six"))
+    response = provider.respond(ChatRequest(messages=[{"role": "user", "content": "hi"}], model="m"))
+    reader = iter(response)
+    while not next(reader).text:
+        pass
+    del reader
+    gc.collect()
+    assert seen == [response] and response.stopped and response.text == "one "
+    response.close()  # closing again: nothing more happens
+    assert seen == [response] and response.reply() is response and response.text == "one "
+    again = provider.respond(ChatRequest(messages=[{"role": "user", "content": "x"}], model="m")).reply()
+    assert again.text == "echo: x" and openai_server.requests[-1].client_port != openai_server.requests[-2].client_port
+    provider.close()
