@@ -143,3 +143,22 @@ def test_cells_after_the_failing_one_keep_no_stale_outputs(ernie: FakeEmbeddings
     executed = nbformat.read(tmp_path / "stale.ernie.ipynb", as_version=4)
     assert executed.cells[1].outputs == [] and executed.cells[1].execution_count is None
     assert executed.cells[1].source == old.source
+
+
+def test_no_key_reaches_the_terminal_or_the_saved_copy(ernie: FakeEmbeddingsServer, tmp_path: Path,  # noqa: F811
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_run import OPENAI_KEY
+
+    wrong = "bce-v3-wrong-run-key-9d8c7b"
+    monkeypatch.setenv("QIANFAN_API_KEY", wrong)  # the fake answers 401 and echoes what it got
+    cells = ["from nbllm.redirect import active, status\nprint(repr(active()), status())",
+             "import openai\nopenai.OpenAI(max_retries=0).chat.completions.create(model='gpt-4o', "
+             "messages=[{'role': 'user', 'content': 'hi'}])"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), tmp_path / "k.ipynb")
+    assert main(["run", str(tmp_path / "k.ipynb"), "--to", "ernie"]) == 1
+    captured = capsys.readouterr()
+    saved = (tmp_path / "k.ernie.ipynb").read_text(encoding="utf-8")
+    assert "AuthenticationError" in captured.err and "AuthenticationError" in saved
+    for key in (wrong, OPENAI_KEY):
+        assert key not in captured.out + captured.err and key not in saved
