@@ -17,6 +17,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(access_token|api_key|apikey|key|token|client_secret)=([^&\s\"'()\[\]]+)(?=[&\s\"'),;\]}]|$)",
                 re.I), r"\1=***"),
     (re.compile(r"(Bearer\s+)[^\s\"',]+", re.I), r"\1***"),
+    # A password in a URL (``https://user:password@proxy/v1``): base URLs end up in messages and tables.
+    (re.compile(r"\b([a-z][a-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@", re.I), r"\1***@"),
     (re.compile(r"\bbce-v3/ALTAK-[A-Za-z0-9]+/[A-Za-z0-9]+"), "bce-v3/***"),
     (re.compile(r"\b(sk|hf|ms)-?_?[A-Za-z0-9_\-]{16,}"), lambda m: mask(m.group(0))),  # type: ignore[list-item]
     (re.compile(r"\b24\.[0-9a-f]{16,}\.[0-9.\-]+"), "24.***"),  # Baidu OAuth access tokens

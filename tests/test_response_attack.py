@@ -246,3 +246,21 @@ def test_an_abandoned_reader_on_a_real_socket_is_closed_once(openai_server: Fake
     again = provider.respond(ChatRequest(messages=[{"role": "user", "content": "x"}], model="m")).reply()
     assert again.text == "echo: x" and openai_server.requests[-1].client_port != openai_server.requests[-2].client_port
     provider.close()
+
+
+def test_a_password_in_a_base_url_reaches_no_message_or_table(monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from nbllm.cli import main
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("NBLLM_ERNIE_BASE_URL", f"http://gw:gwpass-5e6f7a@127.0.0.1:{port}/v1")
+    monkeypatch.setenv("QIANFAN_API_KEY", "bce-v3-some-key-1234")
+    assert main(["providers"]) == 0
+    assert main(["chat", "-p", "ernie", "--timeout", "5", "hi"]) == 1
+    captured = capsys.readouterr()
+    assert "Could not connect" in captured.err and f"gw:***@127.0.0.1:{port}" in captured.err
+    assert "gwpass-5e6f7a" not in captured.out + captured.err
