@@ -264,3 +264,43 @@ def test_a_password_in_a_base_url_reaches_no_message_or_table(monkeypatch: pytes
     captured = capsys.readouterr()
     assert "Could not connect" in captured.err and f"gw:***@127.0.0.1:{port}" in captured.err
     assert "gwpass-5e6f7a" not in captured.out + captured.err
+
+
+class _KeepsPinging(LoopbackHandler):
+    """A chunked answer and [DONE], then keep-alive comments for up to 10 s before the last chunk."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        self.record()
+        self.start_stream(200, "text/event-stream", chunked=True)
+        chunk = {"id": "1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "hello"}, "finish_reason": "stop"}]}
+        self.write_chunk(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
+        for _ in range(100):
+            if self.owner.stopping.is_set():
+                return
+            try:
+                self.write_chunk(b": " + b"ping " * 30 + b"\n\n")
+            except OSError:
+                self.owner.hung_up = True
+                return
+            self.pause(0.1)
+        self.end_chunks()
+
+
+class PingingServer(LoopbackServer):
+    handler_class = _KeepsPinging
+    hung_up = False
+
+
+def test_a_finished_answer_does_not_wait_for_keep_alives_after_done(use_fake: UseFake) -> None:
+    with PingingServer() as server:
+        key = use_fake("ernie", server)
+        provider = make_provider(get_spec("ernie"), key, max_retries=0)
+        answer = provider.respond(ChatRequest(messages=[{"role": "user", "content": "hi"}], model="m")).reply()
+        provider.close()
+        assert answer.ok and answer.text == "hello"
+        for _ in range(50):
+            if server.hung_up:
+                break
+            server.stopping.wait(0.1)
+        assert server.hung_up

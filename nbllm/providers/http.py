@@ -10,6 +10,7 @@ reads and sends.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -144,17 +145,18 @@ class HTTPProvider(Provider):
         connection can be reused (one TCP and TLS handshake saved per call)."""
         from httpx_sse import EventSource
 
+        tail = _Tail.wrap(response) if drain and _reusable(response) else None
         events = EventSource(response).iter_sse()
         items = ((event.data, event.event) for event in events)
-        yield from self._decode(response, items, decoder, drain=drain)
+        yield from self._decode(response, items, decoder, tail=tail)
 
     def read_lines(self, response: httpx.Response, decoder: Decoder) -> Iterator[Delta]:
         """Deltas from a newline-delimited JSON body (blank lines skipped)."""
         items = ((line, "") for line in response.iter_lines())
-        yield from self._decode(response, items, decoder, drain=False)
+        yield from self._decode(response, items, decoder)
 
     def _decode(self, response: httpx.Response, items: Iterator[tuple[str, str]], decoder: Decoder, *,
-                drain: bool) -> Iterator[Delta]:
+                tail: _Tail | None = None) -> Iterator[Delta]:
         with closing(response):
             with http_errors(self.spec, decoder):
                 for data, event in items:
@@ -163,7 +165,8 @@ class HTTPProvider(Provider):
                     for delta in decoder.feed(data, event):
                         yield decoder.note(delta)
                     if decoder.done:
-                        if drain and _reusable(response):
+                        if tail is not None:
+                            tail.last_event_seen()
                             _drain(items)
                         return
             decoder.end()
@@ -173,6 +176,49 @@ def _reusable(response: httpx.Response) -> bool:
     """A body whose end HTTP marks (chunked, or a length): one ended by the server hanging up leaves no
     connection to reuse, and draining it would wait for a server that lingers after its last event."""
     return "chunked" in response.headers.get("transfer-encoding", "").lower() or "content-length" in response.headers
+
+
+class _Tail:
+    """The body's byte stream, ended early when more than a few bytes follow the last event.
+
+    Draining after ``[DONE]`` normally reads only the chunked terminator; a proxy that keeps sending
+    keep-alive comments would hold a finished answer for as long as it likes. Ended early, the body
+    is incomplete, so httpcore closes that connection instead of reusing it.
+    """
+
+    AFTER_LAST_EVENT = 256  # bytes
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._left: int | None = None
+
+    @staticmethod
+    def wrap(response: httpx.Response) -> _Tail:
+        tail: _Tail = _tail_stream()(response.stream)
+        response.stream = tail  # type: ignore[assignment]
+        return tail
+
+    def last_event_seen(self) -> None:
+        self._left = self.AFTER_LAST_EVENT
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            if self._left is not None:
+                self._left -= len(chunk)
+                if self._left < 0:
+                    return
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+@functools.cache
+def _tail_stream() -> type[_Tail]:
+    """``_Tail`` as the ``httpx.SyncByteStream`` a response requires (httpx loads only here)."""
+    import httpx
+
+    return type("_TailStream", (_Tail, httpx.SyncByteStream), {})
 
 
 def _drain(items: Iterator[Any]) -> None:
