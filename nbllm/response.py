@@ -5,7 +5,8 @@ Iterating it yields ``Delta``s while it adds up the text, reasoning, usage and f
 and times the first token and the whole answer. However the reading ends (the last delta, a
 provider error, a dropped stream, ``break``, ``close()``, Ctrl-C, garbage collection), the
 provider's stream is closed and the response is *finished* exactly once: a dropped stream's
-``StreamInterrupted`` carries the partial text, and the completion callbacks run.
+``StreamInterrupted`` carries the partial text, and the completion callbacks run. Readers that
+share one response read on where the other stopped; only the last one to stop early ends it.
 
 Two hooks serve every front end at once, so features such as an exchange log or a cache
 plug in here and never in the CLI, magics or widget:
