@@ -81,6 +81,11 @@ class ModelMap:
         return Mapping(name, new, tier, warning)
 
 
+    def tier_model(self, tier: str) -> str | None:
+        """The target's model for a tier (its default model when it has no such tier)."""
+        return self.spec.tiers.get(tier) or self.spec.default_model
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, str]:
     """``--model OLD=NEW`` options to a dict; a malformed one is a usage error."""
     out: dict[str, str] = {}

@@ -71,14 +71,6 @@ def _place(events: list[Event], starts: list[int], cells: list[CodeCell], out: l
         out.append(Item(ev.kind, ev.message, cell, line, ev.warning))
 
 
-def _runs(command: type[NbllmCommand], code: str, target: Target, scratch: Scratch) -> bool:
-    """Whether a pass has anything to do (its trigger text is in the code, or it is forced)."""
-    forced = command is ModelNames and target.models.overrides
-    if command.TRIGGER is not None and not forced and not command.TRIGGER.search(code):
-        return False
-    return command is not ResultAccess or bool(scratch.migrated)
-
-
 def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     """Convert the (already masked) code cells of one notebook or file."""
     salt = new_salt("".join(c.text + c.masked for c in cells))
@@ -89,14 +81,21 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     code = module.code
     wrapper = SharedWrapper(module)
     starts = cell_line_starts(code, salt)
-    done: set[type[NbllmCommand]] = set()
-    for command in _passes(target):
-        if command in done or not _runs(command, code, target, scratch):
+    passes = _passes(target)
+    done: set[int] = set()
+    for n, command in enumerate(passes):
+        if n in done or not command.wanted(code, scratch):
             continue
         before = len(scratch.events)
-        if command is EnvKeys and _runs(ModelNames, code, target, scratch):
-            module = transform_batched([EnvKeys(context), ModelNames(context)], wrapper)  # see batched.py
-            done.add(ModelNames)
+        group = [command]
+        while group[-1].SHARES_WALK_WITH_NEXT and n + len(group) < len(passes):
+            following = passes[n + len(group)]
+            if not following.wanted(code, scratch):
+                break
+            group.append(following)
+            done.add(n + len(group) - 1)
+        if len(group) > 1:
+            module = transform_batched([c(context) for c in group], wrapper)  # see batched.py
         else:
             module = command(context).transform_wrapped(wrapper)
         _place(scratch.events[before:], starts, cells, outcome.items)

@@ -27,6 +27,9 @@ from nbllm.convert.codemods.base import (
     top_level_import,
 )
 
+# A client built only to reach these (``openai.OpenAI().moderations``) stays on OpenAI: the
+# v0 migration writes them for calls the target has no equivalent of (docs/converter.md).
+OPENAI_ONLY_RESOURCES = ("moderations", "images", "audio", "files", "fine_tuning")
 AZURE_ONLY = ("azure_endpoint", "azure_deployment", "api_version", "azure_ad_token", "azure_ad_token_provider")
 BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
@@ -38,6 +41,7 @@ class ClientArgs(NbllmCommand):
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)
         self.global_key = False  # the notebook sets openai.api_key at top level (case 39)
+        self.openai_only: set[cst.Call] = set()
 
     def visit_Module(self, node: cst.Module) -> None:
         for stmt in node.body:
@@ -47,6 +51,15 @@ class ClientArgs(NbllmCommand):
                         dotted(t.target) == "openai.api_key" for t in small.targets
                     ):
                         self.global_key = True
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if isinstance(node.value, cst.Call) and node.attr.value in OPENAI_ONLY_RESOURCES:
+            self.openai_only.add(node.value)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if isinstance(node.value, cst.Call) and "Azure" in (dotted(node.value.func) or "") \
+                and self.client_class(node.value):
+            self.scratch.azure_clients.update(d for t in node.targets if (d := dotted(t.target)))
 
     def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
         """``from openai import AzureOpenAI`` -> ``OpenAI`` (the calls are renamed below)."""
@@ -71,7 +84,7 @@ class ClientArgs(NbllmCommand):
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         cls = self.client_class(original_node)
-        if cls is None:
+        if cls is None or original_node in self.openai_only:
             return updated_node
         if any(a.star == "**" for a in original_node.args):
             self.flag(original_node, "client-kwargs", f"{cls}(**...) left alone: add base_url and api_key by hand")
@@ -80,7 +93,7 @@ class ClientArgs(NbllmCommand):
         call = self._base_url(original_node, call, azure)
         if call is None:
             return updated_node
-        return self._api_key(original_node, call)
+        return self._api_key(original_node, call, azure)
 
     def _drop_azure(self, original: cst.Call, call: cst.Call, cls: str) -> tuple[cst.Call, bool]:
         name = dotted(original.func) or ""
@@ -115,8 +128,12 @@ class ClientArgs(NbllmCommand):
         self.flag(original, "foreign-client", f"client already points at {value or code}; left alone")
         return None
 
-    def _api_key(self, original: cst.Call, call: cst.Call) -> cst.Call:
+    def _api_key(self, original: cst.Call, call: cst.Call, azure: bool) -> cst.Call:
         arg = kwarg(original, "api_key")
+        if arg is not None and azure:
+            self.flag(original, "azure", f"the Azure key is not sent to {self.target.spec.id}; the key is read "
+                      f"from {self.target.key_env}")
+            return replace_arg(call, "api_key", self.key_expr())
         if arg is None:
             if self.global_key:
                 value: cst.BaseExpression = cst.parse_expression("openai.api_key")
@@ -149,6 +166,12 @@ class ModuleClient(NbllmCommand):
             if len(parts) > 2 and parts[0] == "openai" and parts[1] in V1_MODULE_RESOURCES:
                 self.used = self.used or any(q.startswith("openai.") for q in self.qnames(call.func))
 
+    def _slashed(self) -> cst.SimpleString:
+        """The base URL with a final slash: the module client joins it and the route as they are
+        (``.../v2`` + ``chat/completions``), unlike ``OpenAI(base_url=...)``, which adds one."""
+        url = self.target.spec.base_url
+        return cst.SimpleString(repr(url if url.endswith("/") else url + "/").replace("'", '"'))
+
     def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
         if not self.used or len(original_node.targets) != 1:
             return updated_node
@@ -156,7 +179,7 @@ class ModuleClient(NbllmCommand):
         value = string_value(original_node.value)
         if name == "openai.base_url" and value is not None and is_openai_url(value):
             self.note(original_node, "client", f"openai.base_url -> {self.target.spec.base_url}")
-            return updated_node.with_changes(value=self.url_expr())
+            return updated_node.with_changes(value=self._slashed())
         return updated_node
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
@@ -167,7 +190,7 @@ class ModuleClient(NbllmCommand):
         at = top_level_import(body)
         if at is None or "openai.base_url" in names or not module_binds_openai(updated_node):
             return updated_node
-        code = f"openai.base_url = {self.url_expr().value}\n"
+        code = f"openai.base_url = {self._slashed().value}\n"
         if "openai.api_key" not in names:
             code += f"openai.api_key = {cst.Module([]).code_for_node(self.key_expr())}\n"
         self.note(original_node.body[at], "client", f"module-level client now calls {self.target.spec.base_url}")

@@ -22,6 +22,7 @@ _OPENAI_WORD = re.compile(r"\bOpen ?AI\b", re.IGNORECASE)
 class EnvKeys(NbllmCommand):
     DESCRIPTION = "Read the provider's key variable instead of OPENAI_API_KEY; drop hard-coded keys."
     TRIGGER = re.compile(r"OPENAI_API_KEY|sk-|getpass|input|api_key|dotenv")
+    SHARES_WALK_WITH_NEXT = True  # key names and key literals only; ModelNames maps model literals
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)

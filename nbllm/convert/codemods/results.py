@@ -13,7 +13,7 @@ import re
 import libcst as cst
 from libcst.metadata import ScopeProvider
 
-from nbllm.convert.codemods.base import NbllmCommand, collect, string_value
+from nbllm.convert.codemods.base import NbllmCommand, Scratch, collect, string_value
 
 FIELDS = {"choices", "message", "content", "data", "embedding", "text", "delta", "usage", "total_tokens",
           "prompt_tokens", "completion_tokens", "role", "function_call", "tool_calls", "arguments", "name",
@@ -25,6 +25,11 @@ class ResultAccess(NbllmCommand):
     DESCRIPTION = "Turn dict access on migrated results into attribute access."
     METADATA_DEPENDENCIES = (ScopeProvider,)
     TRIGGER = re.compile(r"\[\s*[\"']|\.get\(")
+
+    @classmethod
+    def wanted(cls, code: str, scratch: Scratch) -> bool:
+        """Only after the v0 migration made clients (v1 code already uses attributes)."""
+        return bool(scratch.migrated) and super().wanted(code, scratch)
 
     def visit_Module(self, node: cst.Module) -> None:
         self.tracked: set[cst.CSTNode] = set()  # target Name nodes holding results
