@@ -111,7 +111,10 @@ def missing_modules(path: Path, python_has: dict[str, bool]) -> list[str]:
                         missing.append(top)
                     continue
                 local = (path.parent / f"{top}.py").exists() or (path.parent / top).is_dir()
-                python_has[top] = local or importlib.util.find_spec(top) is not None
+                try:
+                    python_has[top] = local or importlib.util.find_spec(top) is not None
+                except (ImportError, ValueError):  # __main__, broken namespace packages
+                    python_has[top] = True
                 if not python_has[top]:
                     missing.append(top)
     return sorted(set(missing))
@@ -254,13 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-exec", action="store_true", help="convert and check only")
     parser.add_argument("--match", default="", help="only notebooks whose path contains this")
     parser.add_argument("--json", type=Path, help="write every verdict here")
+    parser.add_argument("--reuse", action="store_true", help="reuse the copies and reports in --workdir "
+                        "(execute again without converting again)")
     args = parser.parse_args(argv)
 
     from nbllm.config import env_name, load_specs
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="nbllm-harness-"))
     orig, conv = work / "original", work / "converted"
-    for dest in (orig, conv):
+    for dest in (orig, conv) if not args.reuse else ():
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(args.folder, dest, symlinks=True)
@@ -276,13 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] = str(ROOT)
     spec = load_specs({})[args.to]
 
-    took, _ = convert_copy(conv, args.to, args.jobs, env, work / "report1.json")
+    took = 0.0 if args.reuse else convert_copy(conv, args.to, args.jobs, env, work / "report1.json")[0]
+    if not args.reuse:
+        (work / "took").write_text(str(took), encoding="utf-8")
+    took = float((work / "took").read_text(encoding="utf-8"))
     report = json.loads((work / "report1.json").read_text("utf-8"))
     files = report.get("files", report.get("results", []))
     statuses: dict[str, int] = {}
     for f in files:
         statuses[f["status"]] = statuses.get(f["status"], 0) + 1
-    _, rc2 = convert_copy(conv, args.to, args.jobs, env, work / "report2.json", check=True)
+    if not args.reuse:
+        convert_copy(conv, args.to, args.jobs, env, work / "report2.json", check=True)
     again = json.loads((work / "report2.json").read_text("utf-8"))
     second = [f["path"] for f in again.get("files", again.get("results", [])) if f["status"] == "changed"]
 

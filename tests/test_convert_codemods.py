@@ -508,7 +508,7 @@ def test_magics_survive_next_to_rewritten_code() -> None:
         %pip install -q "openai>=1" tiktoken
         !pip install -qU \\
             langchain
-        %env QIANFAN_API_KEY=placeholder
+        %env OPENAI_API_KEY=placeholder
         import openai
         files = !ls
         openai.ChatCompletion.create?

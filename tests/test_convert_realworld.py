@@ -3,7 +3,11 @@ a few lines of our own (benchmarks/corpus_harness.py finds them; docs/converter.
 
 from __future__ import annotations
 
-from tests.convert_fixtures.helpers import convert_cells, convert_one, dedent, kinds
+import json
+from pathlib import Path
+
+from nbllm.convert import convert_paths
+from tests.convert_fixtures.helpers import convert_cells, convert_one, dedent, kinds, notebook_json, write_notebook
 
 URL = "https://qianfan.baidubce.com/v2"
 KEY = 'os.environ["QIANFAN_API_KEY"]'
@@ -151,6 +155,7 @@ def test_key_reads_for_other_services_stay() -> None:
         from chromadb.utils import embedding_functions
         ef = embedding_functions.OpenAIEmbeddingFunction(api_key=os.environ["OPENAI_API_KEY"])
         headers = {"api-key": os.getenv("OPENAI_API_KEY")}
+        requests.post("https://example.org/embed", headers=headers)
         client = OpenAI(api_key=os.getenv("OPENAI_API_KEY"))
     """)
     assert 'OpenAIEmbeddingFunction(api_key=os.environ["OPENAI_API_KEY"])' in out
@@ -168,12 +173,16 @@ def test_line_magics_holding_openai_code_are_converted() -> None:
     assert '%timeit -n 1 client.chat.completions.create(model="ernie-4.5-turbo-128k", messages=[])' in out
 
 
-def test_cell_nested_deeper_than_python_allows_is_skipped_and_the_rest_converts() -> None:
+def test_cell_nested_deeper_than_python_allows_is_skipped_and_the_rest_converts(tmp_path: Path) -> None:
     deep = "x = " + "(" * 400 + "1" + ")" * 400 + "\n"
-    cells, items = convert_cells(deep, "from openai import OpenAI\nclient = OpenAI()\n")
-    assert cells[0] == deep
-    assert "base_url" in cells[1]
-    assert any(i.kind == "skipped-cell" and i.cell == 1 for i in items)
+    deep_block = "".join("    " * n + "if x:\n" for n in range(120)) + "    " * 120 + "pass\n"
+    path = tmp_path / "deep.ipynb"
+    write_notebook(path, notebook_json([deep, deep_block, "from openai import OpenAI\nclient = OpenAI()\n"]))
+    result = convert_paths([path], "ernie").results[0]
+    cells = [c["source"] for c in json.loads(path.read_text("utf-8"))["cells"]]
+    assert cells[:2] == [deep, deep_block]
+    assert "base_url" in cells[2]
+    assert {i.cell for i in result.items if i.kind == "skipped-cell"} == {1, 2}
 
 
 def test_cell_with_a_tokenizer_error_is_skipped() -> None:

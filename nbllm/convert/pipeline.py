@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from nbllm.convert.cells import CodeCell, cell_line_starts, join, mask_cell, new_salt, restore_text, split
+from nbllm.convert.cells import (
+    CodeCell,
+    cell_line_starts,
+    join,
+    mask_cell,
+    new_salt,
+    restore_text,
+    split,
+    uses_sdk,
+)
 from nbllm.convert.codemods.base import Event, NbllmCommand, Scratch, Target, new_context
 from nbllm.convert.codemods.batched import transform_batched
 from nbllm.convert.codemods.clients import ClientArgs, ModuleClient
@@ -22,14 +31,14 @@ from nbllm.convert.codemods.langchain import LangChainArgs
 from nbllm.convert.codemods.legacy import LegacyMigrate, LegacyRetarget
 from nbllm.convert.codemods.modelnames import ModelNames
 from nbllm.convert.codemods.results import ResultAccess
-from nbllm.convert.magics import rewrite_magic
+from nbllm.convert.ipython_lines import rewrite_magic
 from nbllm.convert.result import Item
 
 # Cells matching none of these hold nothing a codemod rewrites or resolves; leaving them out of
 # the joined module keeps libcst's work proportional to the OpenAI part of a notebook.
 _RELEVANT = re.compile(r"(?i)openai|gpt|\bo[134]\b|o[134]-|text-|davinci|babbage|model|api_key|api_base|getpass|"
                        r"input|dotenv|tiktoken|langchain|llama_index|client|environ|engine|deployment|1536|3072|"
-                       r"completion|embedding|\bsk-")
+                       r"completion|embedding|\bsk-|choices|usage|delta|\[\s*[\"']data[\"']")
 _IMPORTS_OS = re.compile(r"^(?:import\s+(?:[\w.]+\s*(?:as\s+\w+)?\s*,\s*)*os\b(?!\.)|from\s+os\s+import\b)", re.M)
 
 
@@ -73,8 +82,10 @@ def _place(events: list[Event], starts: list[int], cells: list[CodeCell], out: l
 
 def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     """Convert the (already masked) code cells of one notebook or file."""
-    salt = new_salt("".join(c.text + c.masked for c in cells))
     outcome = Outcome()
+    if not any(uses_sdk(c.masked) for c in cells if c.skip is None):
+        return outcome  # nothing retargeted, so no key or model may change either
+    salt = new_salt("".join(c.text + c.masked for c in cells))
     module = _module(cells, salt)
     context = new_context(target)
     scratch: Scratch = context.scratch["nbllm"]

@@ -1,7 +1,7 @@
 """Batch conversion: every file gives a result value; one bad notebook never stops the run.
 
-Notebooks whose code never mentions ``openai`` take a fast path: they are read and checked, but
-libcst is not even imported. Nothing is written unless something changed.
+Notebooks whose code never imports the OpenAI SDK (or a wrapper of it) take a fast path: they
+are read and checked, but libcst is not even imported, so they cannot change. Nothing is written unless something changed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from nbllm.convert.cells import uses_sdk
 from nbllm.convert.notebook import atomic_write, cell_source, check_writable, read_notebook, render
 from nbllm.convert.result import CellDiff, FileResult, Item
 from nbllm.errors import ConvertError, NbllmError
@@ -151,7 +152,7 @@ def _convert_notebook(path: Path, root: Path, opts: Options) -> FileResult:
         return FileResult(str(path), "skipped", f"{lang} notebook (not Python)")
     texts, items = _code_cells(raw.cells)
     items += _sibling_warnings(path, [(i + 1, t) for i, t, skip in texts if skip is None])
-    if not any("openai" in t.lower() for _, t, skip in texts if skip is None):
+    if not any(uses_sdk(t) for _, t, skip in texts if skip is None):
         return FileResult(str(path), "unchanged", items=items)
     new_sources, more = _convert_code(texts, opts)
     items += more
@@ -168,7 +169,7 @@ def _convert_python(path: Path, root: Path, opts: Options) -> FileResult:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConvertError(f"{path} could not be read as UTF-8 Python ({exc}); it was left untouched.") from exc
-    if "openai" not in text.lower():
+    if not uses_sdk(text):
         return FileResult(str(path), "unchanged")
     new_sources, items = _convert_code([(0, text, None)], opts)
     for item in items:
