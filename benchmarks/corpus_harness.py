@@ -12,6 +12,8 @@ standing in for the target, with the target's key set and no OpenAI key. Per not
   error in the same cell);
 - ``broken``: the converted one failed earlier or differently, or its fake saw an OpenAI model
   name, an OpenAI or Azure key, or a path that is not an OpenAI route (malformed base URL);
+- ``runs to a call left on OpenAI``: the converted one stops only at a call the converter marked
+  as still going to OpenAI (no equivalent at the target; no OpenAI key is set here);
 - ``fails in original``: the original needs something missing here (a package, a data file,
   a network host, an input) and the converted one gets no less far.
 
@@ -44,10 +46,19 @@ sys.path.insert(0, str(ROOT))
 OPENAI_KEY = "sk-harnessOpenAIkey0123456789abcdef"
 TARGET_KEY = "harness-target-key-5f3a9c"
 AZURE_KEY = "harness-azure-key-77b1e2"
-ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/moderations", "/v1/models")
+ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/moderations", "/v1/models",
+          "/v1/responses")
 V0_CODE = re.compile(r"openai\.(?:ChatCompletion|Completion|Embedding|Moderation|Image|Edit|FineTune|error)\b|"
                      r"openai\.api_base\b|openai\.api_type\b")
 OPENAI0_KERNEL = "nbllm-harness-openai0"
+OPENAI_ONLY_MARK = "# nbllm: still calls OpenAI"
+# Run first in every kernel: a prompt for a key gets the key a user would type (the OpenAI key
+# for the original, the target's for the converted notebook); nothing else is answered.
+PREAMBLE = """\
+import builtins as _b, getpass as _g, os as _o
+_g.getpass = lambda prompt="", stream=None: _o.environ.get("NBLLM_HARNESS_INPUT", "")
+_b.input = lambda prompt="": _o.environ.get("NBLLM_HARNESS_INPUT", "")
+"""
 # OpenAI SDK use, or a wrapper the converter retargets; a notebook without it must stay byte-identical.
 SDK_USE = re.compile(r"^\s*(?:import\s+openai\b|from\s+openai\b|from\s+(?:langchain\w*|llama_index)[\w.]*\s+import\b"
                      r"[^\n]*OpenAI)", re.M)
@@ -160,8 +171,9 @@ def execute(path: str, kernel: str, env: dict[str, str], timeout: int, converted
     with FakeOpenAIServer(require_auth=False) as fake:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_", "NBLLM_"))}
         full |= {k: v.replace("{FAKE}", fake.base_url) for k, v in env.items()}
-        full["NBLLM_HARNESS_BASE"] = fake.base_url
+        full["PIP_NO_INDEX"] = "1"  # a notebook's %pip install must not change the shared environments
         nb = nbformat.read(path, as_version=4)
+        nb.cells.insert(0, nbformat.v4.new_code_cell(PREAMBLE))
         if converted:
             for cell in nb.cells:  # the converter wrote the placeholder host; point it at this fake
                 if cell.cell_type == "code":
@@ -172,7 +184,7 @@ def execute(path: str, kernel: str, env: dict[str, str], timeout: int, converted
             client.execute(env=full)
             run = Run(ok=True)
         except (CellExecutionError, CellTimeoutError, DeadKernelError, RuntimeError) as exc:
-            codes = [c for c in nb.cells if c.cell_type == "code"]
+            codes = [c for c in nb.cells if c.cell_type == "code"][1:]
             cell = next((i for i, c in enumerate(codes, 1) for o in c.get("outputs", [])
                          if o.get("output_type") == "error"), None)
             name = getattr(exc, "ename", None) or type(exc).__name__
@@ -180,6 +192,8 @@ def execute(path: str, kernel: str, env: dict[str, str], timeout: int, converted
             if cell is None:
                 cell = sum(1 for c in codes if c.get("execution_count") or c.get("outputs")) or None
             run = Run(ok=False, cell=cell, error=f"{name}: {value}")
+            if cell and OPENAI_ONLY_MARK in codes[cell - 1].source:
+                run.error = "openai-only: " + run.error
         run.requests = len(fake.requests)
         run.leaks = _leaks(list(fake.requests), converted)
     return run
@@ -188,14 +202,17 @@ def execute(path: str, kernel: str, env: dict[str, str], timeout: int, converted
 def judge(rel: str, orig_path: Path, conv_path: Path, opts: dict[str, Any]) -> Verdict:
     v0 = any(V0_CODE.search(c) for c in code_cells(orig_path))
     placeholder = opts["placeholder"]
-    orig_env = {"OPENAI_API_KEY": OPENAI_KEY, "OPENAI_BASE_URL": "{FAKE}", "OPENAI_API_BASE": "{FAKE}",
+    orig_env = {"OPENAI_API_KEY": OPENAI_KEY, "NBLLM_HARNESS_INPUT": OPENAI_KEY, "OPENAI_BASE_URL": "{FAKE}", "OPENAI_API_BASE": "{FAKE}",
                 "AZURE_OPENAI_API_KEY": AZURE_KEY, "_PLACEHOLDER": placeholder}
-    conv_env = {opts["key_env"]: TARGET_KEY, "AZURE_OPENAI_API_KEY": AZURE_KEY, "_PLACEHOLDER": placeholder}
+    conv_env = {opts["key_env"]: TARGET_KEY, "NBLLM_HARNESS_INPUT": TARGET_KEY, "AZURE_OPENAI_API_KEY": AZURE_KEY, "_PLACEHOLDER": placeholder}
     kernel = OPENAI0_KERNEL if v0 and opts["openai0"] else "python3"
     original = execute(str(orig_path), kernel, orig_env, opts["timeout"], converted=False)
     converted = execute(str(conv_path), "python3", conv_env, opts["timeout"], converted=True)
     if converted.leaks:
         return Verdict(rel, "broken", "fake saw: " + ", ".join(converted.leaks), original, converted)
+    if converted.error.startswith("openai-only") and (original.ok or (original.cell or 0) > (converted.cell or 0)):
+        return Verdict(rel, "runs to a call left on OpenAI", f"cell {converted.cell}: {converted.error}",
+                       original, converted)
     if original.ok:
         verdict = "runs" if converted.ok else "broken"
         return Verdict(rel, verdict, "" if converted.ok else f"cell {converted.cell}: {converted.error}",

@@ -105,7 +105,7 @@ class ModelNames(NbllmCommand):
         sinks: list[cst.BaseExpression] = []
         for call in self.calls:
             kind = api.kind(call)
-            if kind is None or kind == "responses.create":
+            if kind is None:
                 continue
             azure = kind in MODEL_METHODS and dotted(chain_root(call.func)[0]) in self.scratch.azure_clients
             for arg in call.args:
