@@ -228,7 +228,7 @@ def atomic_write(path: Path, text: str, *, like: Path | None = None) -> None:
     except OSError:
         mode = 0o644
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".nbllm-tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             _write_bytes(fh, text.encode("utf-8"))
@@ -243,6 +243,33 @@ def atomic_write(path: Path, text: str, *, like: Path | None = None) -> None:
                 "Free some disk space or fix the folder's permissions and convert again."
             ) from exc
         raise
+
+
+TEMP_SUFFIX = ".nbllm-tmp"
+
+
+def remove_stale_temp_files(folders: set[Path]) -> None:
+    """Remove temp files that a killed run left in these folders (their writer is gone)."""
+    for folder in folders:
+        try:
+            names = [n for n in os.listdir(folder) if n.endswith(TEMP_SUFFIX) and n.startswith(".")]
+        except OSError:
+            continue
+        for name in names:
+            pid = name[: -len(TEMP_SUFFIX)].rsplit(".", 2)[-2] if name.count(".") >= 3 else ""
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_writable(path: Path) -> None:
