@@ -84,15 +84,17 @@ def read_notebook(path: Path) -> RawNotebook:
 
 
 def _validate(path: Path, nb: Any) -> None:
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise NotebookReadError(f"{path} is JSON but not a Jupyter notebook (no 'cells' list); it was left untouched.")
-    major = nb.get("nbformat")
-    if not isinstance(major, int) or major < 4:
+    major = nb.get("nbformat") if isinstance(nb, dict) else None
+    if isinstance(nb, dict) and (isinstance(major, int) and major < 4 or "worksheets" in nb):
         raise NotebookReadError(
-            f"{path} uses nbformat {major!r}; nbllm converts nbformat 4 notebooks only, so it was left untouched. "
-            "Upgrade it with "
+            f"{path} is an nbformat {major} notebook (cells inside 'worksheets'); nbllm converts nbformat 4 "
+            "notebooks only, so it was left untouched. Upgrade it with "
             f"`jupyter nbconvert --to notebook --inplace {path.name}` and convert again."
         )
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookReadError(f"{path} is JSON but not a Jupyter notebook (no 'cells' list); it was left untouched.")
+    if not isinstance(major, int):
+        raise NotebookReadError(f"{path} has no nbformat version; it was left untouched.")
     for i, cell in enumerate(nb["cells"], 1):
         if not isinstance(cell, dict) or not isinstance(cell.get("source", ""), (str, list)):
             raise NotebookReadError(f"{path}: cell {i} is malformed (no cell_type/source); the file was left untouched.")
