@@ -99,6 +99,7 @@ class EnvKeys(NbllmCommand):
         self.dotenv_flagged = False
 
     def visit_Module(self, node: cst.Module) -> None:
+        self.env_values: set[cst.BaseExpression] = set()
         self.keep = self._kept_key_names(node)
 
     def _kept_key_names(self, module: cst.Module) -> set[cst.SimpleString]:
@@ -106,6 +107,7 @@ class EnvKeys(NbllmCommand):
         environment write of a literal (a placeholder there would overwrite the target's key)."""
         assigns = collect(module, cst.Assign)
         keep = {s for a in assigns if (s := _env_write(a)) is not None}
+        self.env_values = {a.value for a in assigns if _env_write(a) is not None}
         if not any(string_value(s) == "OPENAI_API_KEY" for s in collect(module, cst.SimpleString)):
             return keep
         uses = _ForeignUses(self)
@@ -141,6 +143,13 @@ class EnvKeys(NbllmCommand):
         if value == "OPENAI_API_KEY" and env and original_node not in self.keep:
             self.note(original_node, "env", f"OPENAI_API_KEY -> {env}")
             return with_string(updated_node, env)
+        if value and KEY_LITERAL.match(value) and original_node in self.env_values:
+            # os.environ["OPENAI_API_KEY"] = "sk-...": the key goes; the variable stays OpenAI's
+            # (the target's key must not be copied into a variable other libraries send to OpenAI).
+            self.flag(original_node, "hardcoded-key", f"hard-coded key {self.secret_literal(original_node)} "
+                      f"removed; set {env or 'the key'} in the environment")
+            self.note(original_node, "env", "hard-coded key removed")
+            return with_string(updated_node, "")
         if value and KEY_LITERAL.match(value) and not self.in_concat:
             self.flag(original_node, "hardcoded-key", f"hard-coded key {self.secret_literal(original_node)} "
                       f"removed; the key is read from {env or 'the environment'}")

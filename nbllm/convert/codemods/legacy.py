@@ -99,7 +99,7 @@ class LegacyMigrate(_V0Base):
         self.client = "client" if "client" not in scope.assignments else "openai_client"
         self.aclient = "aclient" if "aclient" not in scope.assignments else "openai_aclient"
         self.first_use = next((i for i, stmt in enumerate(node.body)
-                               if any(self.v0_call(c) for c in collect(stmt, cst.Call))), None)
+                               if any(self._uses_client(c) for c in collect(stmt, cst.Call))), None)
         nested = [a for a in collect(node, cst.Assign) if any(dotted(t.target) == "openai.api_key"
                                                                  for t in a.targets)]
         self.top_keys = {i for i, stmt in enumerate(node.body) if (f := assigned_attr(stmt))
@@ -108,6 +108,11 @@ class LegacyMigrate(_V0Base):
         self.azure = any(found[0] == "openai.api_type" and "azure" in (string_value(found[1].value) or "")
                          for stmt in node.body if (found := assigned_attr(stmt)))
         self.scratch.migrated.update({self.client, self.aclient})
+
+    def _uses_client(self, call: cst.Call) -> bool:
+        """The call becomes a call on the migrated client (not an OpenAI-only one)."""
+        found = self.v0_call(call)
+        return found is not None and (found[0] in V0_RESOURCES or found in (("Model", "list"), ("Engine", "list")))
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         found = self.v0_call(original_node) if self.active else None
@@ -144,6 +149,7 @@ class LegacyMigrate(_V0Base):
                 args[i] = args[i].with_changes(keyword=cst.Name(name), equal=cst.AssignEqual(
                     whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
         self.mark = True
+        self.note(original, "migrate", f"openai.{resource}.{method} -> openai.OpenAI().{new}")
         self.flag(original, "openai-only", f"openai.{resource}.{method} -> openai.OpenAI().{new}: "
                   f"{self.target.spec.id} has no equivalent, so this call still goes to OpenAI (OPENAI_API_KEY)")
         return updated.with_changes(func=cst.parse_expression(f"openai.OpenAI().{new}"), args=args)
@@ -193,7 +199,10 @@ class LegacyMigrate(_V0Base):
         return out
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
-        for q in self.qnames(original_node) if self.active else ():
+        names = self.qnames(original_node) if self.active else set()
+        if self.active and not names and (name := dotted(original_node) or "").startswith("openai."):
+            names = {name}  # `openai` unbound (only `from openai import ...`): the migration imports it
+        for q in names:
             parts = q.split(".")
             if len(parts) == 3 and parts[:2] == ["openai", "error"] and dotted(original_node):
                 return self._error(original_node, updated_node, parts[2])
