@@ -37,6 +37,9 @@ BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 class ClientArgs(NbllmCommand):
     DESCRIPTION = "Give every OpenAI SDK client the provider's base_url and api_key."
     TRIGGER = re.compile(r"OpenAI\b")
+    # Client constructors and ``from openai import`` lines; ModuleClient rewrites only the module
+    # client's settings (``openai.base_url``) and reads nothing ClientArgs writes.
+    SHARES_WALK_WITH_NEXT = True
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)
