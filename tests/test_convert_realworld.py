@@ -198,3 +198,25 @@ def test_no_sdk_use_means_no_key_rewrite() -> None:
         requests.post("https://example.openai.azure.com/x", headers={"api-key": key})
     """)
     assert convert_one(code) == code
+
+
+def test_client_key_read_stays_retargeted_when_results_go_to_other_libraries() -> None:
+    out = convert_one("""
+        import json, os
+        from openai import OpenAI
+        client = OpenAI(api_key=os.getenv("OPENAI_API_KEY"))
+        response = client.chat.completions.create(model="gpt-4o", messages=[])
+        print(json.dumps(response.model_dump()))
+    """)
+    assert 'OpenAI(api_key=os.getenv("QIANFAN_API_KEY")' in out
+
+
+def test_key_variable_holding_a_literal_is_not_sent_to_the_target() -> None:
+    out, items = convert_cells("""
+        OPENAI_API_KEY = "YOUR API KEY"
+    """, """
+        import openai
+        client = openai.OpenAI(api_key=OPENAI_API_KEY)
+    """)
+    assert f"openai.OpenAI(api_key={KEY}" in out[1]
+    assert "hardcoded-key" in kinds(items)

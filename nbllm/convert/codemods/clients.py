@@ -47,6 +47,15 @@ class ClientArgs(NbllmCommand):
         self.openai_only: set[cst.Call] = set()
 
     def visit_Module(self, node: cst.Module) -> None:
+        # KEY = "..." at top level, once: a client given api_key=KEY gets the target's key instead
+        # (the user would paste an OpenAI key there, which must not reach the target).
+        bound: dict[str, list[cst.BaseExpression]] = {}
+        for assign in collect(node, cst.Assign):
+            for t in assign.targets:
+                if isinstance(t.target, cst.Name):
+                    bound.setdefault(t.target.value, []).append(assign.value)
+        self.literal_names = {name for name, values in bound.items()
+                              if len(values) == 1 and isinstance(values[0], (cst.SimpleString, cst.ConcatenatedString))}
         for stmt in node.body:
             if isinstance(stmt, cst.SimpleStatementLine):
                 for small in stmt.body:
@@ -148,6 +157,10 @@ class ClientArgs(NbllmCommand):
             self.flag(original, "hardcoded-key", f"hard-coded key {secret} removed; the key is read from "
                       f"{self.target.key_env}")
         if isinstance(arg.value, (cst.SimpleString, cst.ConcatenatedString)):
+            return replace_arg(call, "api_key", self.key_expr())
+        if isinstance(arg.value, cst.Name) and arg.value.value in self.literal_names:
+            self.flag(original, "hardcoded-key", f"api_key={arg.value.value} held a literal (an OpenAI key or a "
+                      f"placeholder); the key is read from {self.target.key_env} instead")
             return replace_arg(call, "api_key", self.key_expr())
         return call
 

@@ -75,6 +75,12 @@ class _Strings(cst.CSTVisitor):
         self.names.add(node.value)
 
 
+def _reads_key(cmd: NbllmCommand, call: cst.Call) -> bool:
+    """``os.getenv(...)``, ``userdata.get(...)``, ``getpass()``: a call whose value is a key."""
+    return any(q.startswith(NEUTRAL_ROOTS) and not q.startswith(("openai.", "builtins."))
+               for q in cmd.qnames(call.func))
+
+
 def _env_write(assign: cst.Assign) -> cst.SimpleString | None:
     """The ``"OPENAI_API_KEY"`` of ``os.environ["OPENAI_API_KEY"] = <a literal>``."""
     if len(assign.targets) != 1 or not isinstance(assign.value, (cst.SimpleString, cst.ConcatenatedString)):
@@ -115,6 +121,8 @@ class EnvKeys(NbllmCommand):
         keep |= uses.strings
         held = []
         for assign in assigns:
+            if isinstance(assign.value, cst.Call) and not _reads_key(self, assign.value):
+                continue  # a call's result (a client, a response) does not carry the key onwards
             inner = _Strings()
             assign.value.visit(inner)
             held.append(({dotted(t.target) for t in assign.targets}, inner))
