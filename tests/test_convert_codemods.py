@@ -1,4 +1,4 @@
-"""Before/after tests for the converter's codemods, one per CONVERTER.md case (synthetic code)."""
+"""Before/after tests for the converter's codemods, one per case of docs/converter.md (synthetic code)."""
 
 from __future__ import annotations
 

@@ -34,8 +34,9 @@ def uses_sdk(text: str) -> bool:
 
 # ``%time CODE`` / ``%timeit [-n N ...] CODE``: line magics whose rest is Python to convert.
 _TIMED = re.compile(r"(?P<prefix>[ \t]*%(?:time|timeit)(?:[ \t]+-[A-Za-z]+(?:[ \t]*\d+)?)*[ \t]+)(?P<code>\S.*)$")
-# Deeper than this, libcst's parser can exhaust the stack (Python itself stops at 200 brackets
-# and 100 indentation levels), so the cell is left alone before libcst ever sees it.
+# Deeper than this, libcst's parser can exhaust the stack (Python itself stops at 200 brackets and
+# 100 indentation levels), so the cell is left alone before libcst ever sees it
+# (docs/converter.md#cells-that-cannot-be-parsed).
 MAX_BRACKETS = 100
 MAX_INDENT = 200  # columns
 

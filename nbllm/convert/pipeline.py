@@ -61,12 +61,14 @@ def _parse_cells(cells: list[CodeCell]) -> None:
                 cst.parse_module(cell.masked)
             except cst.ParserSyntaxError as exc:
                 cell.skip = f"does not parse (line {exc.raw_line}: {exc.message})"
+            except (RecursionError, MemoryError, ValueError) as exc:  # libcst's tokenizer and limits
+                cell.skip = f"does not parse ({type(exc).__name__})"
 
 
 def _module(cells: list[CodeCell], salt: str) -> cst.Module:
     try:
         return cst.parse_module(join(cells, salt))
-    except cst.ParserSyntaxError:
+    except (cst.ParserSyntaxError, RecursionError, MemoryError, ValueError):
         _parse_cells(cells)
         return cst.parse_module(join(cells, salt))
 

@@ -1,7 +1,8 @@
 """Batch conversion: every file gives a result value; one bad notebook never stops the run.
 
 Notebooks whose code never imports the OpenAI SDK (or a wrapper of it) take a fast path: they
-are read and checked, but libcst is not even imported, so they cannot change. Nothing is written unless something changed.
+are read and checked, but libcst is not even imported, so they cannot change. Nothing is written
+unless something changed.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Options:
     clear_outputs: bool = False
 
 
-# Folders a walk never enters: installed or generated code, not the user's notebooks.
+# Folders a walk never enters: installed or generated code (docs/converter.md#files-and-folders).
 SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "node_modules", ".ipynb_checkpoints", "build", "dist",
                           "__pycache__"})
 
@@ -115,7 +116,10 @@ def _folder_names(folder: str) -> frozenset[str]:
 
 
 def _sibling_warnings(path: Path, codes: list[tuple[int, str]]) -> list[Item]:
-    """A notebook importing a module next to it that calls OpenAI: say so (case 37)."""
+    """A notebook importing a module next to it that calls OpenAI: say so.
+
+    docs/converter.md#reported-not-changed
+    """
     items: list[Item] = []
     names = _folder_names(str(path.parent))
     seen: set[str] = set()

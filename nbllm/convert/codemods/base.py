@@ -106,7 +106,7 @@ def is_openai_url(value: str) -> bool:
 class NbllmCommand(FastDispatch, VisitorBasedCodemodCommand):
     """Base for the converter's codemods: target access and cell-addressable events."""
 
-    # ScopeProvider rather than STYLE.md 11's QualifiedNameProvider: that provider is one more
+    # ScopeProvider rather than QualifiedNameProvider: that provider is one more
     # whole-tree traversal per resolution that only stores, for every node, a lazy call of
     # scope.get_qualified_names_for(node); qnames() makes that same call for the nodes asked about.
     METADATA_DEPENDENCIES: tuple[type[BaseMetadataProvider[Any]], ...] = (ScopeProvider,)

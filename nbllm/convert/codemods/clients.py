@@ -28,7 +28,8 @@ from nbllm.convert.codemods.base import (
 )
 
 # A client built only to reach these (``openai.OpenAI().moderations``) stays on OpenAI: the
-# v0 migration writes them for calls the target has no equivalent of (docs/converter.md).
+# v0 migration writes them for calls the target has no equivalent of
+# (docs/converter.md#calls-the-provider-cannot-serve).
 OPENAI_ONLY_RESOURCES = ("moderations", "images", "audio", "files", "fine_tuning")
 AZURE_ONLY = ("azure_endpoint", "azure_deployment", "api_version", "azure_ad_token", "azure_ad_token_provider")
 BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
@@ -43,7 +44,7 @@ class ClientArgs(NbllmCommand):
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)
-        self.global_key = False  # the notebook sets openai.api_key at top level (case 39)
+        self.global_key = False  # the notebook sets openai.api_key at top level: clients get it
         self.openai_only: set[cst.Call] = set()
 
     def visit_Module(self, node: cst.Module) -> None:
@@ -184,7 +185,8 @@ class ModuleClient(NbllmCommand):
 
     def _slashed(self) -> cst.SimpleString:
         """The base URL with a final slash: the module client joins it and the route as they are
-        (``.../v2`` + ``chat/completions``), unlike ``OpenAI(base_url=...)``, which adds one."""
+        (``.../v2`` + ``chat/completions``), unlike ``OpenAI(base_url=...)``, which adds one
+        (docs/converter.md#module-level-client)."""
         url = self.target.spec.base_url
         return cst.SimpleString(repr(url if url.endswith("/") else url + "/").replace("'", '"'))
 

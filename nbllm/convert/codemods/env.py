@@ -23,7 +23,7 @@ NEUTRAL_ROOTS = ("os.", "builtins.", "dotenv.", "getpass.", "google.colab.", "op
 
 
 class _ForeignUses(cst.CSTVisitor):
-    """``"OPENAI_API_KEY"`` strings and names used inside calls to other libraries.
+    """docs/converter.md#keys: ``"OPENAI_API_KEY"`` strings and names used inside calls to other libraries.
 
     A key read handed to ``chromadb``'s OpenAI embedding function or put in a ``requests``
     header goes to that service, not to the retargeted client: it keeps its variable.
