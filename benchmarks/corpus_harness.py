@@ -139,7 +139,7 @@ def uses_openai(path: Path) -> bool:
 
 
 def _leaks(requests: list[Any], converted: bool) -> list[str]:
-    from nbllm.convert.models import is_openai_model
+    from nbllm.modelmap import is_openai_model
 
     found: list[str] = []
     for req in requests:

@@ -7,13 +7,16 @@ import functools
 import os
 from typing import TYPE_CHECKING, Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
-from traitlets import Bool, Int, Unicode, observe
+from traitlets import Bool, Int, TraitError, Unicode, observe
 
 if TYPE_CHECKING:
     from nbllm.session import Session
+
+    from .handler_context import MagicContext
 
 
 @magics_class
@@ -49,6 +52,20 @@ class LLMMagics(Magics):
                 session.use(self.default_provider)
         return session
 
+    def context(self) -> MagicContext:
+        """What the handlers may use of this magic."""
+        from .handler_context import MagicContext
+
+        return MagicContext(shell=self.shell, session=self.session(), stream=self.stream, format=self.format,
+                            set_option=self.set_option, parse=self.parse)
+
+    def set_option(self, name: str, value: Any) -> None:
+        """Change a setting; None restores its default; a bad value is a usage error."""
+        try:
+            setattr(self, name, value if value is not None else self.trait_defaults(name))
+        except TraitError as exc:
+            raise UsageError(f"Bad value for {name}: {value!r} ({type(exc).__name__}).") from None
+
     @observe("max_history")
     def _max_history_changed(self, change: dict[str, Any]) -> None:
         if self._bound is not None:
@@ -79,15 +96,16 @@ class LLMMagics(Magics):
         The prompt may name notebook context: {name} (a variable), {In[3]}, {Out[3]}, {Err}
         (the last error); {{name}} sends the braces literally. Line commands: ``%llm`` (current
         settings), ``%llm help``, providers/list, models [ID], use TARGET, set KEY=VALUE,
-        key ID, history, reset, check [ID], switcher, error/fix, convert PATH --to ID.
+        key ID, history, reset, check [ID], switcher, error/fix, convert PATH --to ID,
+        redirect ID[:MODEL] | off.
         """
         if cell is None:
             from .commands import run_line
 
-            return run_line(self, line)
+            return run_line(self.context(), line)
         from .ask import run_cell
 
-        run_cell(self, self.parse(line), cell)
+        run_cell(self.context(), self.parse(line), cell)
         return None
 
     def parse(self, line: str) -> Any:

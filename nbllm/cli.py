@@ -5,9 +5,14 @@
     nbllm chat [-p ID[:MODEL]] ...  stream one answer to stdout (prompt from stdin if absent)
     nbllm check [ID...]             a tiny real request per configured provider, with latency
     nbllm convert ...               rewrite OpenAI calls in notebooks (imports libcst only here)
+    nbllm run NB --to ID[:MODEL]    run a notebook unchanged, its OpenAI SDK traffic sent to a provider
 
-Failures print one paragraph on stderr and exit 1; usage mistakes exit 2; Ctrl-C exits 130.
-Everything printed goes through ``redact`` so no key can reach the terminal.
+Exit status, one policy for every command: 2 for usage mistakes (bad options, no prompt),
+found by argparse or raised as ``_Usage``, with the usage line; 1 for every ``NbllmError``, be it
+a configuration problem (``ConfigError``: unknown provider, missing key, broken config file or
+plugin) or a runtime failure (``ProviderError``), printed as its one paragraph on stderr; 130
+for Ctrl-C. ``nbllm convert`` follows the same policy in its own module. Everything printed
+goes through ``redact`` so no key can reach the terminal.
 """
 
 from __future__ import annotations
@@ -16,14 +21,21 @@ import argparse
 import contextlib
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from nbllm import __version__
+from nbllm.config import get_spec, load_specs
 from nbllm.errors import ConfigError, NbllmError
+from nbllm.keys import require_key
+from nbllm.messages import as_messages
+from nbllm.providers.base import make_provider
 from nbllm.secrets import redact
-from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
+from nbllm.tables import text_table
+
+if TYPE_CHECKING:
+    from nbllm.response import Response
 
 
 # -- output helpers -------------------------------------------------------------------------
@@ -36,24 +48,18 @@ def _out(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
 # -- commands -------------------------------------------------------------------------------
 def cmd_providers(args: argparse.Namespace) -> int:
     """Table of id, name, configured or not, base URL, default model."""
-    from nbllm.config import load_specs
-
     specs = load_specs()
     rows = [[s.id, s.label, key_status(s), s.base_url or "-", s.default_model or "-"] for s in specs.values()]
-    _out(table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
+    _out(text_table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     """One model per line; the built-in list, with a note on stderr, when the live list fails."""
-    from nbllm.config import get_spec
-    from nbllm.keys import require_key
-    from nbllm.providers.base import provider_class
-
     spec = get_spec(args.provider)
     if spec.lists_models:
         try:
-            provider = provider_class(spec.dialect)(spec, require_key(spec), timeout=args.timeout, max_retries=0)
+            provider = make_provider(spec, require_key(spec), timeout=args.timeout, max_retries=0)
             try:
                 names = provider.models()
             finally:
@@ -78,47 +84,31 @@ def cmd_chat(args: argparse.Namespace) -> int:
         raise _Usage("no prompt: give one as an argument or on stdin")
     session = Session(args.provider)
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "timeout": args.timeout}
-    start = time.perf_counter()
     try:
-        text, first, usage = _print_stream(session.stream(prompt, args.provider, args.model, args.system, **params),
-                                           args.show_reasoning, start)
+        response = session.respond(as_messages(prompt, args.system), args.provider, args.model, params=params,
+                                   source="cli")
+        _print_stream(response, args.show_reasoning)
     finally:
         session.close()
     if args.stats:
-        model = args.model or _model_of(session, args.provider)
-        tokens = f", {usage.total_tokens} tokens" if usage and usage.total_tokens else ""
+        tokens = f", {response.usage.total_tokens} tokens" if response.usage.total_tokens else ""
+        first = response.first_token_s
         first_txt = f"first token {first:.2f} s, " if first is not None else ""
-        _out(f"[{session.provider}:{model}] {first_txt}total {time.perf_counter() - start:.2f} s{tokens}", sys.stderr)
+        _out(f"[{response.provider}:{response.model}] {first_txt}total {response.total_s:.2f} s{tokens}", sys.stderr)
     return 0
 
 
-def _print_stream(deltas: Iterator[Any], show_reasoning: bool, start: float) -> tuple[str, float | None, Any]:
+def _print_stream(response: Response, show_reasoning: bool) -> None:
     """Write text as it arrives; end with a newline even when the stream breaks off."""
-    text: list[str] = []
-    first: float | None = None
-    usage = None
-    with contextlib.closing(deltas) if hasattr(deltas, "close") else contextlib.nullcontext():
-        try:
-            for delta in deltas:
-                if first is None and (delta.text or delta.reasoning):
-                    first = time.perf_counter() - start
-                if delta.reasoning and show_reasoning:
-                    _out(delta.reasoning, sys.stderr, end="")
-                if delta.text:
-                    text.append(delta.text)
-                    _out(delta.text, end="")
-                usage = delta.usage or usage
-        finally:
-            if text and not text[-1].endswith("\n"):
-                _out("")
-    return "".join(text), first, usage
-
-
-def _model_of(session: Any, target: str | None) -> str:
-    from nbllm.config import get_spec, split_target
-
-    pid, model = split_target(target) if target else (session.provider, session.model or None)
-    return model or get_spec(pid).default_model
+    try:
+        for delta in response:
+            if delta.reasoning and show_reasoning:
+                _out(delta.reasoning, sys.stderr, end="")
+            if delta.text:
+                _out(delta.text, end="")
+    finally:
+        if response.text and not response.text.endswith("\n"):
+            _out("")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -128,7 +118,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError("No provider is configured, so there is nothing to check. Set a provider's key "
                           "(`nbllm providers` shows which variable), or name the providers to check.")
     results = [check_provider(spec, args.timeout) for spec in specs]
-    _out(table(CHECK_HEADERS, [r.row() for r in results]))
+    _out(text_table(CHECK_HEADERS, [r.row() for r in results]))
     return 0 if all(r.ok for r in results) else 1
 
 
@@ -183,6 +173,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     _add_convert(sub, argv)
+    from nbllm.run import configure_parser as configure_run
+
+    configure_run(sub.add_parser("run", help="run a notebook unchanged with its OpenAI SDK calls sent to a provider"))
     return parser
 
 

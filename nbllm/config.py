@@ -108,8 +108,12 @@ def _plugin_specs() -> tuple[ProviderSpec, ...]:
     for ep in entry_points(group="nbllm.providers"):
         try:
             loaded = ep.load()
-        except Exception as exc:  # a broken plugin must not break nbllm
-            raise ConfigError(f"The nbllm plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+        except Exception as exc:
+            # Fail rather than warn: skipping it would turn the plugin's providers into a misleading
+            # "unknown provider" (or, for a plugin that overrides a built-in row, send prompts to a
+            # different endpoint than the user installed). The message names what to fix or uninstall.
+            raise ConfigError(f"The nbllm plugin {ep.name!r} ({ep.value}) failed to load: {exc}. Fix or "
+                              "uninstall the package that provides it, or run `pip check`.") from exc
         loaded = loaded() if callable(loaded) and not isinstance(loaded, ProviderSpec) else loaded
         specs.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
     return tuple(specs)
@@ -146,7 +150,7 @@ def load_specs(config: dict[str, Any] | None = None) -> dict[str, ProviderSpec]:
 def _env_keys(specs: dict[str, ProviderSpec]) -> tuple[str, ...]:
     """The environment variables that can change these specs' base URLs."""
     names = [f"NBLLM_{env_name(pid)}_BASE_URL" for pid in specs]
-    return tuple(names + [spec.base_url_env for spec in specs.values() if spec.base_url_env])
+    return tuple(names + [env for spec in specs.values() for env in (spec.base_url_env, spec.model_path_env) if env])
 
 
 def _env_values(names: tuple[str, ...]) -> tuple[str | None, ...]:
@@ -166,8 +170,18 @@ def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
         if not url and spec.base_url_env and pid not in (config.get("providers") or {}):
             url = os.environ.get(spec.base_url_env)
         if url:
-            specs[pid] = spec.with_changes(base_url=url)
+            specs[pid] = spec = spec.with_changes(base_url=url)
+        if spec.dialect == "local":
+            specs[pid] = _with_model_path(spec)
     return specs
+
+
+def _with_model_path(spec: ProviderSpec) -> ProviderSpec:
+    """An in-process model is a file, not a URL: its ``model_path`` comes from the env variable
+    (``NBLLM_LOCAL_MODEL``), else ``model_path`` in the config file, else ``base_url`` there (the
+    spelling older nbllm versions read, still honoured)."""
+    env = os.environ.get(spec.model_path_env or "") if spec.model_path_env else None
+    return spec.with_changes(model_path=env or spec.model_path or spec.base_url, base_url="")
 
 
 def get_spec(provider_id: str, specs: dict[str, ProviderSpec] | None = None) -> ProviderSpec:

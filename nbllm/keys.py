@@ -24,10 +24,6 @@ def set_key(provider_id: str, key: str) -> None:
     _session_keys[provider_id] = key
 
 
-def forget_key(provider_id: str) -> None:
-    _session_keys.pop(provider_id, None)
-
-
 def _from_env(names: tuple[str, ...]) -> str | None:
     for name in names:
         value = os.environ.get(name, "").strip()

@@ -4,20 +4,21 @@ and the switcher, so all three say the same thing in the same words."""
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nbllm.config import get_spec, load_specs
 from nbllm.errors import NbllmError
-from nbllm.providers.catalog import ProviderSpec
+from nbllm.keys import find_key, require_key
+from nbllm.messages import ChatRequest
+from nbllm.providers.base import make_provider
+from nbllm.providers.catalog import BUILTIN, ProviderSpec
 
 CHECK_PROMPT = "Reply with one word: pong"
 
 
 def key_status(spec: ProviderSpec) -> str:
     """"ready", "no key needed", or which variable is missing."""
-    from nbllm.keys import find_key
-
     if find_key(spec) is not None:
         return "ready"
     if not spec.key_required or not (spec.key_env or spec.secret_env):
@@ -27,16 +28,12 @@ def key_status(spec: ProviderSpec) -> str:
 
 def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
     """The providers named, else every one with a key or a base URL the user changed."""
-    from nbllm.config import get_spec, load_specs
-    from nbllm.keys import find_key
-    from nbllm.providers.catalog import BUILTIN
-
     specs = load_specs()
     if ids:
         return [get_spec(i, specs) for i in ids]
-    builtin_urls = {s.id: s.base_url for s in BUILTIN}
+    builtin = {s.id: (s.base_url, s.model_path) for s in BUILTIN}
     return [s for s in specs.values()
-            if (s.key_env and find_key(s) is not None) or s.base_url != builtin_urls.get(s.id)]
+            if (s.key_env and find_key(s) is not None) or (s.base_url, s.model_path) != builtin.get(s.id)]
 
 
 @dataclass(frozen=True)
@@ -62,20 +59,16 @@ class CheckResult:
 CHECK_HEADERS = ["ID", "MODEL", "RESULT", "FIRST TOKEN", "TOTAL", "ANSWER / ERROR"]
 
 
-def check_provider(spec: ProviderSpec, timeout: float = 30.0) -> CheckResult:
+def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli") -> CheckResult:
     """Send CHECK_PROMPT once (no retries) and time it; failures are results, not raised."""
-    from nbllm.chat import ChatRequest
-    from nbllm.keys import require_key
-    from nbllm.providers.base import collect, provider_class
-
     model = spec.default_model
     start = time.perf_counter()
     try:
-        provider = provider_class(spec.dialect)(spec, require_key(spec), timeout=timeout, max_retries=0)
+        provider = make_provider(spec, require_key(spec), timeout=timeout, max_retries=0)
         request = ChatRequest(messages=[{"role": "user", "content": CHECK_PROMPT}], model=model,
                               params={"max_tokens": 16})
         try:
-            reply = collect(spec.id, model, provider.stream(request))
+            reply = provider.respond(request, source=source).reply()
         finally:
             provider.close()
     except NbllmError as exc:
@@ -87,18 +80,3 @@ def clip(text: str, n: int) -> str:
     """One line of at most n characters."""
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _width(text: str) -> int:
-    """Terminal columns: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain, left-aligned text table with two spaces between columns."""
-    all_rows = [list(headers), *[list(r) for r in rows]]
-    widths = [max(_width(r[i]) for r in all_rows) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in all_rows
-    )

@@ -16,8 +16,8 @@ import pytest
 from nbllm.config import get_spec
 from nbllm.convert.codemods import fastmeta
 from nbllm.convert.codemods.base import Target
-from nbllm.convert.models import ModelMap
 from nbllm.convert.pipeline import prepare, run_codemods
+from nbllm.modelmap import ModelMap
 from tests.test_convert_idempotent import POOL
 
 ROOT = Path(__file__).parents[1]

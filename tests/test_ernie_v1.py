@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import nbllm
-from nbllm.chat import ChatRequest
 from nbllm.config import get_spec
 from nbllm.errors import (
     AuthError,
@@ -25,6 +24,7 @@ from nbllm.errors import (
     ServerError,
     StreamInterrupted,
 )
+from nbllm.messages import ChatRequest
 from nbllm.providers.ernie_v1 import ErnieV1Provider, build_body, endpoint_for
 from tests.fakes.ernie_server import CHAT_PREFIX, ErnieAnswer, ErnieError, FakeErnieServer
 
@@ -299,3 +299,15 @@ def test_cell_magic_answers_and_errors_show_no_secret(env: FakeErnieServer,
     finally:
         shell.run_line_magic("unload_ext", "nbllm")
         InteractiveShell.clear_instance()
+
+
+def test_an_expired_token_inside_a_stream_is_an_auth_error() -> None:
+    """Code 111 after the stream has begun cannot be retried with a new token: one AuthError paragraph."""
+    from nbllm.errors import AuthError
+    from nbllm.providers.ernie_v1 import ResultDecoder
+
+    decoder = ResultDecoder(get_spec("ernie-v1"))
+    assert decoder.feed('{"result": "partial", "is_end": false}')[0].text == "partial"
+    with pytest.raises(AuthError) as caught:
+        decoder.feed('{"error_code": 111, "error_msg": "Access token expired"}')
+    assert "expired" in str(caught.value).lower()

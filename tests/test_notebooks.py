@@ -8,6 +8,7 @@ notebooks themselves must carry no outputs and nothing shaped like a key.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ from nbclient import NotebookClient
 
 from nbllm.secrets import redact
 from tests.conftest import UseFake
+from tests.fakes.embeddings_server import FakeEmbeddingsServer
 from tests.fakes.loopback import RecordedRequest
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.opennmt_server import FakeOpenNMTServer
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.timeout(240)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 EXAMPLES = ("quickstart.ipynb", "switch-providers.ipynb", "convert-openai-notebooks.ipynb",
-            "translate-with-opennmt.ipynb")
+            "translate-with-opennmt.ipynb", "run-openai-notebooks-unchanged.ipynb")
 
 
 # -- running a notebook ---------------------------------------------------------------------------
@@ -73,10 +75,10 @@ def printed(c: nbformat.NotebookNode) -> str:
     return "".join(out.text for out in c.outputs if out.output_type == "stream")
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    """The body rows of a Markdown table."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")][2:]
-    return [[part.strip() for part in line.strip("|").split("|")] for line in lines]
+def table_rows(markup: str) -> list[list[str]]:
+    """The body rows of an HTML table (what a notebook shows for compare, providers and check)."""
+    rows = re.findall(r"<tr>(.*?)</tr>", markup, re.S)[1:]
+    return [[html.unescape(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)] for row in rows]
 
 
 def asked(server: FakeOpenAIServer, text: str) -> list[RecordedRequest]:
@@ -129,7 +131,7 @@ def test_quickstart(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fak
     ernie, qwen, deepseek = servers["ernie"], servers["qwen"], servers["deepseek"]
     nb = execute(workdir, "quickstart.ipynb")
 
-    providers = printed(cell(nb, "%llm providers"))
+    providers = shown(cell(nb, "%llm providers"))[0]
     rows = {line.split()[1 if line.startswith("*") else 0]: line for line in providers.splitlines()[1:]}
     assert rows["ernie"].startswith("*") and rows["ernie"].endswith("ernie-4.0-turbo-8k")
     assert "missing" not in rows["ernie"] and "missing" not in rows["qwen"]
@@ -155,8 +157,9 @@ def test_quickstart(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fak
     assert one_off.json["messages"][0] == {"role": "system", "content": "Answer in Simplified Chinese."}
     assert len(one_off.json["messages"]) == 2  # --no-history
 
-    sections, table = shown(cell(nb, "%%llm -p ernie,qwen,deepseek"))
-    rows = table_rows(table)
+    compared = cell(nb, "%%llm -p ernie,qwen,deepseek")
+    sections = shown(compared)[0]
+    rows = table_rows(compared.outputs[-1].data["text/html"])
     assert [(r[0], r[1], r[5]) for r in rows] == [
         ("ernie", "ernie-4.0-turbo-8k", ""), ("qwen", "qwen-plus", ""), ("deepseek", "deepseek-chat", "")]
     assert sections.count("echo: Explain recursion to a ten-year-old in two sentences.") == 3
@@ -197,8 +200,10 @@ def test_translate_with_opennmt(workdir: Path, servers: dict[str, FakeOpenAIServ
     assert chat.json["messages"][0]["content"].startswith("Translate the user's text into German.")
     assert shown(cell(nb, "%%llm hunyuan:hy-mt2-pro"))[0] == "echo: Hello world\nGood morning"
 
-    sections, table = shown(cell(nb, "%%llm -p opennmt:100,hunyuan:hy-mt2-pro"))
-    assert [(r[0], r[1], r[5]) for r in table_rows(table)] == [("opennmt", "100", ""), ("hunyuan", "hy-mt2-pro", "")]
+    compared = cell(nb, "%%llm -p opennmt:100,hunyuan:hy-mt2-pro")
+    sections = shown(compared)[0]
+    assert [(r[0], r[1], r[5]) for r in table_rows(compared.outputs[-1].data["text/html"])] == [
+        ("opennmt", "100", ""), ("hunyuan", "hy-mt2-pro", "")]
     assert "ich bin hier" in sections and "echo: I am here" in sections
     assert_no_keys(nb, [key])
 
@@ -281,13 +286,13 @@ def test_switch_providers(workdir: Path, tmp_path: Path, use_fake: UseFake, monk
     assert printed(cell(nb, "%llm use {before}")) == "Using deepseek for the following cells.\n"
 
     assert printed(cell(nb, "from nbllm.config import config_path")) == f"{config}\n"
-    assert re.search(r"^\s+gateway\s+gateway\s", printed(cell(nb, "%llm providers")), re.M)
+    assert re.search(r"^\s+gateway\s+gateway\s", shown(cell(nb, "%llm providers"))[0], re.M)
     answer = shown(cell(nb, "%%llm gateway"))
     assert answer[0] == "echo: Which model are you?"
     assert answer[1].startswith("gateway · qwen2.5-72b-instruct · ")
     assert gateway.chat_requests[-1].headers["authorization"] == "Bearer gateway-key-5d1e0c7a9b"
 
-    checks = printed(cell(nb, "%llm check ollama llamacpp")).splitlines()
+    checks = shown(cell(nb, "%llm check ollama llamacpp"))[0].splitlines()
     assert [line.split()[:3] for line in checks[1:]] == [["ollama", "qwen2.5:7b", "ok"], ["llamacpp", "default", "ok"]]
     assert "qwen2.5:7b" in printed(cell(nb, "%llm models ollama")).split()
     assert shown(cell(nb, "%%llm ollama:qwen2.5:7b"))[0] == "echo: Say hello from a local model."
@@ -300,3 +305,52 @@ def test_switch_providers(workdir: Path, tmp_path: Path, use_fake: UseFake, monk
     else:
         assert "NBLLM_LOCAL_MODEL=/path/to/model.gguf" in local
     assert_no_keys(nb, [key, gateway.api_key])
+
+
+# -- running OpenAI notebooks unchanged ------------------------------------------------------------
+def stream_text(c: nbformat.NotebookNode, name: str) -> str:
+    return "".join(out.text for out in c.outputs if out.output_type == "stream" and out.name == name)
+
+
+def test_run_openai_notebooks_unchanged(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fake: UseFake,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    openai_key = "sk-openaiKEYmustNOTleave0000000003"
+    with FakeEmbeddingsServer() as ernie, FakeOpenAIServer(api_key=openai_key) as relay:
+        keys = [use_fake("ernie", ernie), use_fake("qwen", servers["qwen"])]
+        monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+        monkeypatch.setenv("OPENAI_BASE_URL", relay.base_url)  # "OpenAI" here: where traffic goes after off
+        nb = nbformat.read(workdir / "run-openai-notebooks-unchanged.ipynb", as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(
+            'after = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "off"}])\n'
+            "print(after.choices[0].message.content)"))
+        nbformat.write(nb, workdir / "with-a-cell-after-off.ipynb")
+        nb = execute(workdir, "with-a-cell-after-off.ipynb")
+
+    assert "now goes to Baidu ERNIE (Qianfan v2) (ernie)" in printed(cell(nb, "%llm redirect ernie"))
+    first = cell(nb, "reply = client.chat.completions.create(\n    model=\"gpt-4o\"")
+    assert stream_text(first, "stdout") == "echo: In one sentence, what is a Jupyter kernel?\n"
+    assert stream_text(first, "stderr") == "nbllm redirect: gpt-4o -> ernie-4.5-turbo-128k (strong tier)\n"
+    assert stream_text(cell(nb, "stream = OpenAI()"), "stdout") == "echo: Count from one to five.\n"
+    assert stream_text(cell(nb, "vectors = client.embeddings"), "stdout") == "2 vectors\n"
+    assert stream_text(cell(nb, "tools = ["), "stdout") == "echo: Weather in Hangzhou?\n"
+    assert stream_text(cell(nb, "from openai import AsyncOpenAI"), "stdout") == "echo: Is 221 prime?\n"
+    assert stream_text(cell(nb, "from langchain_openai"), "stdout") == "echo: Name one famous dish from Sichuan.\n"
+    assert [(r.path, r.json["model"]) for r in ernie.requests] == [
+        ("/v1/chat/completions", "ernie-4.5-turbo-128k"), ("/v1/chat/completions", "ernie-speed-128k"),
+        ("/v1/embeddings", "embedding-v1"), ("/v1/chat/completions", "ernie-4.5-turbo-128k"),
+        ("/v1/chat/completions", "ernie-x1-turbo-32k"), ("/v1/chat/completions", "ernie-speed-128k")]
+    assert ernie.requests[3].json["tools"][0]["function"]["name"] == "get_weather"
+    assert {r.headers["authorization"] for r in ernie.requests} == {f"Bearer {keys[0]}"}
+    (status,) = [c for c in nb.cells if c.source == "%llm redirect"]
+    assert "Models mapped so far: gpt-4o -> ernie-4.5-turbo-128k, gpt-4o-mini -> ernie-speed-128k, " \
+        "text-embedding-3-small -> embedding-v1, gpt-4.1 -> ernie-4.5-turbo-128k, o3-mini -> ernie-x1-turbo-32k." \
+        in printed(status)
+    assert stream_text(cell(nb, "import nbllm"), "stdout") == "qwen-max echo: Which model are you?\n"
+    assert [r.json["model"] for r in servers["qwen"].chat_requests] == ["qwen-max"]
+    assert "Redirect to ernie ended" in printed(cell(nb, "%llm redirect off"))
+    assert stream_text(nb.cells[-1], "stdout") == "echo: off\n"
+    (back,) = relay.requests
+    assert back.headers["authorization"] == f"Bearer {openai_key}" and back.json["model"] == "gpt-4o"
+    for req in [*ernie.requests, *servers["qwen"].requests]:
+        assert openai_key not in str(req.headers)
+    assert_no_keys(nb, [*keys, openai_key])

@@ -25,7 +25,7 @@ from nbllm.convert.codemods.base import (
     string_value,
     with_string,
 )
-from nbllm.convert.models import is_openai_model
+from nbllm.modelmap import is_openai_model
 
 MODEL_KEYWORDS = ("model", "engine", "deployment_id", "model_name")
 REQUEST_KEYS = {"messages", "prompt", "input", "temperature", "max_tokens", "stream"}
