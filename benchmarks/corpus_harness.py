@@ -60,7 +60,7 @@ _g.getpass = lambda prompt="", stream=None: _o.environ.get("NBLLM_HARNESS_INPUT"
 _b.input = lambda prompt="": _o.environ.get("NBLLM_HARNESS_INPUT", "")
 """
 # OpenAI SDK use, or a wrapper the converter retargets; a notebook without it must stay byte-identical.
-SDK_USE = re.compile(r"^\s*(?:import\s+openai\b|from\s+openai\b|from\s+(?:langchain\w*|llama_index)[\w.]*\s+import\b"
+SDK_USE = re.compile(r"^\s*(?:import\s+(?:[\w.]+\s*,\s*)*openai\b|from\s+openai\b|from\s+langchain_openai\b|from\s+(?:langchain\w*|llama_index)[\w.]*\s+import\b"
                      r"[^\n]*OpenAI)", re.M)
 
 

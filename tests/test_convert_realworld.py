@@ -220,3 +220,14 @@ def test_key_variable_holding_a_literal_is_not_sent_to_the_target() -> None:
     """)
     assert f"openai.OpenAI(api_key={KEY}" in out[1]
     assert "hardcoded-key" in kinds(items)
+
+
+def test_other_packages_openai_modules_are_not_sdk_use() -> None:
+    """``agent_framework.openai`` and the like are not retargeted, so their key reads stay."""
+    code = dedent("""
+        import os
+        from agent_framework.openai import OpenAIChatClient
+        chat = OpenAIChatClient(api_key=os.getenv("OPENAI_API_KEY"))
+    """)
+    assert convert_one(code) == code
+    assert "QIANFAN_API_KEY" in convert_one("import os, openai\nk = os.getenv('OPENAI_API_KEY')\n")

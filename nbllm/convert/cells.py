@@ -21,7 +21,10 @@ _MAGIC = re.compile(r"[ \t]*(?:[%!]|[A-Za-z_][\w.]*(?:[ \t]*,[ \t]*[A-Za-z_][\w.
 _HELP = re.compile(r"[ \t]*(?:\?{1,2}[\w.*]+|[\w.*]+(?:\(\))?\?{1,2})[ \t]*$")
 _STRING_START = re.compile(r"(?i)(?:[rbuf]{0,2})('''|\"\"\"|'|\")")
 # What the converter retargets: the openai SDK, or a LangChain/llama_index OpenAI wrapper.
-_SDK_USE = re.compile(r"^[ \t]*(?:import[ \t]+[^\n]*\bopenai\b|from[ \t]+[\w.]*openai[\w.]*[ \t]+import\b|"
+# Other packages' ``openai`` modules (``agent_framework.openai``, ``langkit.openai``) are not
+# retargeted, so they do not count: a key read next to them may go to OpenAI.
+_SDK_USE = re.compile(r"^[ \t]*(?:import[ \t]+(?:[\w.]+(?:[ \t]+as[ \t]+\w+)?[ \t]*,[ \t]*)*openai\b|"
+                      r"from[ \t]+(?:openai|langchain_openai|llama_index\.[\w.]*openai[\w.]*)\b[\w.]*[ \t]+import\b|"
                       r"from[ \t]+(?:langchain\w*|llama_index)[\w.]*[ \t]+import[ \t]+(?:\([^)]*|[^\n]*)OpenAI)",
                       re.M)
 
