@@ -210,7 +210,7 @@ def judge(rel: str, orig_path: Path, conv_path: Path, opts: dict[str, Any]) -> V
     converted = execute(str(conv_path), "python3", conv_env, opts["timeout"], converted=True)
     if converted.leaks:
         return Verdict(rel, "broken", "fake saw: " + ", ".join(converted.leaks), original, converted)
-    if converted.error.startswith("openai-only") and (original.ok or (original.cell or 0) > (converted.cell or 0)):
+    if converted.error.startswith("openai-only") and (original.ok or (original.cell or 0) >= (converted.cell or 0)):
         return Verdict(rel, "runs to a call left on OpenAI", f"cell {converted.cell}: {converted.error}",
                        original, converted)
     if original.ok:
