@@ -164,7 +164,10 @@ def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
     for pid, table in (config.get("providers") or {}).items():
         if not isinstance(table, dict):
             raise ConfigError(f"providers.{pid} in the nbllm config file must be a table.")
-        specs[pid] = _apply_table(specs.get(pid), pid, table, str(config_path()))
+        # [providers.ID.prices] is read by the exchange log's usage totals, not part of the row
+        fields_ = {k: v for k, v in table.items() if k != "prices"}
+        if fields_ or pid not in specs:
+            specs[pid] = _apply_table(specs.get(pid), pid, fields_, str(config_path()))
     for pid, spec in specs.items():
         url = os.environ.get(f"NBLLM_{env_name(pid)}_BASE_URL")
         if not url and spec.base_url_env and pid not in (config.get("providers") or {}):

@@ -29,6 +29,11 @@ def register_secret(value: str | None) -> None:
         _known.add(value)
 
 
+def known_secrets() -> int:
+    """How many secrets are registered (it only grows): a cache of redacted text is stale when it changes."""
+    return len(_known)
+
+
 def mask(value: str) -> str:
     """Show only enough of a secret to recognise it: its first three characters."""
     return f"{value[:3]}***" if value else "***"
