@@ -43,7 +43,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="OUT.ipynb", help="where the executed copy goes "
                         "(default NOTEBOOK.ID.ipynb next to it; never the input unless named here)")
     parser.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per cell (default 600)")
-    parser.add_argument("--model", action="append", default=[], metavar="OLD=NEW",
+    parser.add_argument("--model", action="append", default=[], type=_override, metavar="OLD=NEW",
                         help="send NEW where the code names OLD (repeatable)")
     parser.set_defaults(func=cmd_run)
 
@@ -54,6 +54,18 @@ def _seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise ValueError(text)
     return value
+
+
+def _override(text: str) -> str:
+    """A well-formed ``OLD=NEW``: a malformed one is a usage error (exit 2), as in nbllm convert."""
+    from nbllm.errors import ConfigError
+    from nbllm.modelmap import parse_overrides
+
+    try:
+        parse_overrides([text])
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message.removeprefix("--model ")) from None
+    return text
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -139,8 +139,8 @@ def test_bad_target_or_path_starts_no_kernel(ernie: FakeEmbeddingsServer, tmp_pa
     (tmp_path / "broken.ipynb").write_text("{not json", encoding="utf-8")
     assert main(["run", str(tmp_path / "broken.ipynb"), "--to", "ernie"]) == 1
     assert "could not be read as a notebook" in capsys.readouterr().err
-    assert main(["run", str(notebook), "--to", "ernie", "--model", "gpt-4o"]) == 1
-    assert "--model expects OLD=NEW" in capsys.readouterr().err
+    assert main(["run", str(notebook), "--to", "ernie", "--model", "gpt-4o"]) == 2  # a usage mistake, as in convert
+    assert "argument --model: expects OLD=NEW" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ipynb") == [
         "04_embeddings_search.ipynb", "broken.ipynb"]
     assert ernie.requests == []
