@@ -11,6 +11,7 @@ from IPython.core.error import UsageError
 
 from nbllm.chat import Message, as_messages
 from nbllm.context import build_prompt
+from nbllm.validate import check_options
 
 from .compare import Call, run_chain, run_compare
 from .notebook import notebook_state
@@ -29,17 +30,20 @@ class Targets:
 
 
 def parse_targets(positional: list[str], provider: str | None) -> Targets:
+    """Providers from ``-p`` or the words after %%llm; ``ernie, qwen`` and ``a || b`` read as typed."""
     if positional and provider:
         raise UsageError("Name the provider once: either as TARGET or with -p/--provider, not both.")
-    text = provider if provider is not None else ",".join(positional)
+    text = provider if provider is not None else " ".join(positional)
     if not text.strip():
         return Targets([], "single")
     if "||" in text and "," in text:
-        raise UsageError("Use ',' (compare) or '||' (fallback) between providers, not both in one cell.")
+        raise UsageError(f"Use ',' (compare) or '||' (fallback) between providers, not both: {text!r}.")
     sep = "||" if "||" in text else ","
-    names = [name.strip() for name in text.split(sep)]
-    if not all(names):
-        raise UsageError(f"Empty provider name in {text!r}: write e.g. -p ernie,qwen or -p ernie||hunyuan.")
+    parts = text.split(sep) if sep in text else text.split()
+    names = [name.strip() for name in parts]
+    if not all(names) or any(len(name.split()) > 1 for name in names):
+        raise UsageError(f"Could not read the providers in {text!r}: write e.g. ernie, or ernie,qwen to compare, "
+                         "or ernie||hunyuan to fall back.")
     if len(names) == 1:
         return Targets(names, "single")
     return Targets(names, "fallback" if sep == "||" else "compare")
@@ -68,7 +72,9 @@ def call_params(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.param or []:
         key, value = parse_pair(item)
         params[key] = value
-    return {key: value for key, value in params.items() if value is not None}
+    params = {key: value for key, value in params.items() if value is not None}
+    check_options(params, "--param")
+    return params
 
 
 def _names(text: str | None) -> list[str]:

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
-from IPython.utils.process import arg_split
 from traitlets import TraitError
 
 from nbllm.errors import ConvertError, MissingKeyError
+from nbllm.validate import check_options
 
 from .ask import ERROR_PROMPT, parse_pair
+from .llm import split_words
 
 if TYPE_CHECKING:
     from .llm import LLMMagics
@@ -47,7 +48,7 @@ def build_parser() -> MagicArgumentParser:
 
 
 def run_line(magics: LLMMagics, line: str) -> None:
-    words = arg_split(line, posix=True)
+    words = split_words(line)
     if words and words[0] == "convert":  # its options belong to the converter's own parser
         return convert(words[1:])
     args = build_parser().parse_args(words)
@@ -115,6 +116,7 @@ def set_options(magics: LLMMagics, args: argparse.Namespace) -> None:
             params.pop(key, None)
         else:
             params[key] = value
+    check_options(params, "%llm set")
     session.params = params
     options = ", ".join(f"{k}={v}" for k, v in params.items()) or "none"
     print(f"Options sent with every call: {options}")

@@ -18,6 +18,7 @@ from typing import Any
 from nbllm.chat import ChatRequest, Delta, Message
 from nbllm.errors import NbllmError, ProviderError
 from nbllm.providers.base import Provider
+from nbllm.secrets import redact_deltas
 from nbllm.session import Session
 
 from .render import CHAR_BUDGET, INTERVAL, Answer, consume, footer, is_rich, make_view
@@ -41,7 +42,7 @@ class Call:
         return provider, self.session.request(self.messages, model, self.params)
 
     def deltas(self, provider: Provider, request: ChatRequest) -> Iterator[Delta]:
-        return provider.stream(request) if self.stream else _whole(provider, request)
+        return redact_deltas(provider.stream(request) if self.stream else _whole(provider, request))
 
 
 def _whole(provider: Provider, request: ChatRequest) -> Iterator[Delta]:

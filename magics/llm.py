@@ -7,10 +7,13 @@ import functools
 import os
 from typing import TYPE_CHECKING, Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 from traitlets import Bool, Int, Unicode, observe
+
+from nbllm.validate import finite, seconds, token_count
 
 if TYPE_CHECKING:
     from nbllm.session import Session
@@ -46,7 +49,7 @@ class LLMMagics(Magics):
             self._bound = session
             session.max_history = self.max_history
             if self.default_provider and not os.environ.get("NBLLM_DEFAULT"):
-                session.use(self.default_provider)
+                session.use_default(self.default_provider, "the LLMMagics.default_provider setting")
         return session
 
     @observe("max_history")
@@ -59,10 +62,10 @@ class LLMMagics(Magics):
     @argument("-p", "--provider", help="provider(s): 'a' one, 'a,b,c' compare, 'a||b' fall back to b")
     @argument("-m", "--model", help="model name (default: the provider's default model)")
     @argument("-s", "--system", help="system prompt")
-    @argument("-t", "--temperature", type=float)
-    @argument("--max-tokens", type=int, dest="max_tokens")
-    @argument("--top-p", type=float, dest="top_p")
-    @argument("--timeout", type=float, help="seconds to wait for the provider")
+    @argument("-t", "--temperature", type=finite)
+    @argument("--max-tokens", type=token_count, dest="max_tokens")
+    @argument("--top-p", type=finite, dest="top_p")
+    @argument("--timeout", type=seconds, help="seconds to wait for the first text and for each pause after it")
     @argument("--param", action="append", metavar="KEY=VALUE", help="any other option, passed through (repeatable)")
     @argument("-f", "--format", help="markdown (default), text, code, json, html or math")
     @argument("--insert", action="store_true", help="with -f code: put the code into the next cell")
@@ -85,6 +88,9 @@ class LLMMagics(Magics):
             from .commands import run_line
 
             return run_line(self, line)
+        if {"-h", "--help"} & set(split_words(line)):
+            print(self.llm.parser.format_help())
+            return None
         from .ask import run_cell
 
         run_cell(self, self.parse(line), cell)
@@ -101,4 +107,13 @@ class LLMMagics(Magics):
 @functools.lru_cache(maxsize=64)
 def _parsed(line: str) -> tuple[tuple[str, Any], ...]:
     """The %%llm line's options (a usage error is raised, never kept)."""
-    return tuple(vars(LLMMagics.llm.parser.parse_args(arg_split(line, posix=True))).items())
+    return tuple(vars(LLMMagics.llm.parser.parse_args(split_words(line))).items())
+
+
+def split_words(line: str) -> list[str]:
+    """The words of a magic line, quoted as in a shell; an open quote is a usage error."""
+    try:
+        return arg_split(line, posix=True)
+    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"Could not read the %llm line ({exc}): close each quote, and end the line "
+                         "without a lone backslash.") from None

@@ -24,6 +24,7 @@ from nbllm import __version__
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.secrets import redact
 from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
+from nbllm.validate import finite, seconds, token_count
 
 
 # -- output helpers -------------------------------------------------------------------------
@@ -73,7 +74,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     """Stream one answer to stdout; reasoning (when asked for) goes to stderr."""
     from nbllm.session import Session
 
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    _check_text_args(args)
+    prompt = args.prompt if args.prompt is not None else _read_stdin()
     if not prompt.strip():
         raise _Usage("no prompt: give one as an argument or on stdin")
     session = Session(args.provider)
@@ -90,6 +92,29 @@ def cmd_chat(args: argparse.Namespace) -> int:
         first_txt = f"first token {first:.2f} s, " if first is not None else ""
         _out(f"[{session.provider}:{model}] {first_txt}total {time.perf_counter() - start:.2f} s{tokens}", sys.stderr)
     return 0
+
+
+def _read_stdin() -> str:
+    """The prompt from stdin as UTF-8; other bytes are a usage error that says where."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream put in place of stdin (tests, embedding)
+        return sys.stdin.read()
+    data = stream.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _Usage(f"the prompt on stdin is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                     "cannot be decoded. Convert it first (e.g. iconv -f GBK -t UTF-8).") from None
+
+
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Arguments holding bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            bad = next((i for i, c in enumerate(value) if "\udc80" <= c <= "\udcff"), None)
+            if bad is not None:
+                raise _Usage(f"the {name} argument is not UTF-8 text: byte 0x{ord(value[bad]) - 0xDC00:02x} "
+                             f"at character {bad + 1} cannot be decoded. Check the terminal's encoding.")
 
 
 def _print_stream(deltas: Iterator[Any], show_reasoning: bool, start: float) -> tuple[str, float | None, Any]:
@@ -162,7 +187,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the models a provider offers")
     p.add_argument("provider", metavar="ID")
-    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for a live list (default 20)")
+    p.add_argument("--timeout", type=seconds, default=20.0, help="seconds to wait for a live list (default 20)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("chat", help="stream one answer to stdout")
@@ -170,16 +195,17 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("-p", "--provider", metavar="ID[:MODEL]", help="provider, optionally with a model")
     p.add_argument("-m", "--model", help="model name (overrides one given with -p)")
     p.add_argument("-s", "--system", help="system prompt")
-    p.add_argument("-t", "--temperature", type=float)
-    p.add_argument("--max-tokens", type=int, metavar="N")
-    p.add_argument("--timeout", type=float, metavar="SECONDS")
+    p.add_argument("-t", "--temperature", type=finite)
+    p.add_argument("--max-tokens", type=token_count, metavar="N")
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS",
+                   help="seconds to wait for the first text and for each pause after it")
     p.add_argument("--show-reasoning", action="store_true", help="print reasoning models' thinking to stderr")
     p.add_argument("--stats", action="store_true", help="print provider, latency and tokens to stderr")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("check", help="send a tiny request to each configured provider and time it")
     p.add_argument("providers", nargs="*", metavar="ID")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per provider (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, help="seconds per provider (default 30)")
     p.set_defaults(func=cmd_check)
 
     _add_convert(sub, argv)

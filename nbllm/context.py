@@ -58,8 +58,18 @@ def cut(text: str, limit: int) -> str:
 
 
 def describe(value: Any) -> str:
-    """A short type label such as ``DataFrame, 1000 rows × 5 columns`` or ``str, 12 chars``."""
+    """A short type label such as ``DataFrame, 1000 rows × 5 columns`` or ``str, 12 chars``.
+
+    A value whose ``shape`` or ``len`` raises is labelled by its type name alone.
+    """
     kind = type(value).__name__
+    try:
+        return _label(kind, value)
+    except Exception:  # a broken property or __len__ of the user's object
+        return kind
+
+
+def _label(kind: str, value: Any) -> str:
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(n, int) for n in shape):
         return f"{kind}, {shape[0]} rows × {shape[1]} columns"
@@ -73,8 +83,12 @@ def describe(value: Any) -> str:
 
 
 def render_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
-    """A readable, size-capped, redacted text for any value."""
-    return redact(cut(_raw_text(value), limit))
+    """A readable, size-capped, redacted text for any value (a value that cannot be shown: its type)."""
+    try:
+        text = _raw_text(value)
+    except Exception:  # broken __repr__, __str__, shape or dtype properties of the user's object
+        text = f"<{type(value).__name__} object>"
+    return redact(cut(text, limit))
 
 
 def _raw_text(value: Any) -> str:
@@ -86,10 +100,7 @@ def _raw_text(value: Any) -> str:
         return str(value)  # numpy and friends summarise big arrays themselves
     if isinstance(value, (list, tuple, dict, set, frozenset)) and len(value) > 200:
         return _short_repr.repr(value)
-    try:
-        return pprint.pformat(value, width=100, compact=True, sort_dicts=False)
-    except Exception:  # a broken __repr__ must not break the prompt
-        return f"<{type(value).__name__} object>"
+    return pprint.pformat(value, width=100, compact=True, sort_dicts=False)
 
 
 def _pandas_text(value: Any) -> str:

@@ -1,44 +1,223 @@
-"""Keep API keys out of every string that leaves the process.
+"""Keep API keys out of every string that leaves the process, and leave every other byte alone.
 
-Two nets: every key nbllm reads is registered and replaced verbatim wherever it appears, and
-patterns catch key-shaped text nbllm never saw (a key echoed back by a provider, a token in a
-query string).
+Three nets, and only secret values are replaced:
+
+- every key nbllm reads or is given is registered and masked wherever it appears;
+- the values of every key variable a provider row names (``key_env``, ``secret_env``) are read
+  from the environment each time masking runs, so a key nbllm has not used yet is masked too;
+- key-shaped tokens nbllm never saw: ``sk-``/``hf_``/``ms-`` keys, Qianfan ``bce-v3/ALTAK-``
+  keys, Baidu OAuth tokens, bearer tokens, key parameters of a URL's query string and the
+  password of a URL's ``user:password@``.
+
+Code that merely talks about keys (``sorted(xs, key=len)``, ``dict(token=3)``,
+``api_key=os.environ["X"]``) is not a secret and is never changed. Secrets shorter than
+``SHORT`` characters are masked only as whole words (a two-letter key must not eat every "ab"
+in a text) and, like every secret under ``PREFIX_MIN`` characters, are never shown in part.
+
+``StreamRedactor`` masks a text that arrives in pieces: it holds back the tail that could be
+the start of a secret, so a key split across several deltas is still masked.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from nbllm.chat import Delta, Reply
+
+SHORT = 6  # secrets shorter than this are masked as whole words only
+PREFIX_MIN = 12  # only secrets at least this long keep a recognisable prefix when masked
+_HOLD_MAX = 512  # longest tail held back while a stream could still be inside a secret
 
 _known: set[str] = set()
+_key_env: set[str] = set()  # names of variables that hold keys (the catalogue's and the config file's)
 
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # A value in a query string or message; not code such as api_key=os.environ["X"] (the value
-    # must end at a delimiter, never run into a call or subscript).
-    (re.compile(r"(access_token|api_key|apikey|key|token|client_secret)=([^&\s\"'()\[\]]+)(?=[&\s\"'),;\]}]|$)",
-                re.I), r"\1=***"),
-    (re.compile(r"(Bearer\s+)[^\s\"',]+", re.I), r"\1***"),
-    (re.compile(r"\bbce-v3/ALTAK-[A-Za-z0-9]+/[A-Za-z0-9]+"), "bce-v3/***"),
-    (re.compile(r"\b(sk|hf|ms)-?_?[A-Za-z0-9_\-]{16,}"), lambda m: mask(m.group(0))),  # type: ignore[list-item]
-    (re.compile(r"\b24\.[0-9a-f]{16,}\.[0-9.\-]+"), "24.***"),  # Baidu OAuth access tokens
+_WORD = r"[A-Za-z0-9_]"
+
+
+def _key_like(body: str) -> bool:
+    """A random-looking key body: a run of 16+ letters/digits or a digit, and some variety."""
+    if len(set(body)) < 8:
+        return False  # sk-xxxxxxxxxxxxxxxxxxxx is a placeholder in an example, not a key
+    return bool(re.search(r"[0-9]", body) or re.search(r"[A-Za-z0-9]{16,}", body))
+
+
+def _mask_key_shaped(match: re.Match[str]) -> str:
+    head, body = match.group("head"), match.group("body")
+    return f"{head}***" if _key_like(body) else match.group(0)
+
+
+_PATTERNS: tuple[tuple[re.Pattern[str], object], ...] = (
+    # sk-... (OpenAI, DeepSeek, DashScope, Kimi, SiliconFlow), hf_ + letters and digits (Hugging Face),
+    # ms- + a UUID (ModelScope); identifiers such as hf_hub_download are code, not keys
+    (re.compile(rf"(?<!{_WORD})(?P<head>sk-)(?P<body>[A-Za-z0-9_\-]{{20,}})"), _mask_key_shaped),
+    (re.compile(rf"(?<!{_WORD})(?P<head>hf_)(?P<body>[A-Za-z0-9]{{30,}})"), _mask_key_shaped),
+    (re.compile(rf"(?<!{_WORD})(?P<head>ms-)(?P<body>[0-9a-fA-F\-]{{30,}})"), _mask_key_shaped),
+    (re.compile(r"(?<![A-Za-z0-9])bce-v3/ALTAK-[A-Za-z0-9]+/[A-Za-z0-9]+"), "bce-v3/***"),
+    (re.compile(r"(?<![A-Za-z0-9.])24\.[0-9a-f]{16,}\.[0-9.\-]+"), "24.***"),  # Baidu OAuth access tokens
+    # "Bearer <token>" where the token looks like one (not "Bearer {key}" in code, not prose)
+    (re.compile(r"(?P<head>\bBearer\s+)(?P<body>[A-Za-z0-9._~+/=\-]{8,})", re.I),
+     lambda m: f"{m.group('head')}***" if re.search(r"[0-9]", m.group("body")) else m.group(0)),
+    # a key in a URL's query string: ?api_key=... or &access_token=...
+    (re.compile(r"(?P<head>[?&](?:access_token|api_key|apikey|key|token|client_secret|secret|sig)=)"
+                r"(?P<body>[^&\s\"'#<>]+)", re.I), r"\g<head>***"),
+    # the credentials of http(s)://user:password@host (base URLs)
+    (re.compile(r"(?P<head>\bhttps?://)[^\s/@:\"'<>]*:[^\s/@\"'<>]*@", re.I), r"\g<head>***@"),
 )
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a secret so that redact() removes it wherever it shows up."""
-    if value and len(value) >= 4:
-        _known.add(value)
+    """Remember a secret so that redact() masks it wherever it shows up."""
+    if value and value.strip():
+        _known.add(value.strip())
+
+
+def register_key_env(names: Iterable[str]) -> None:
+    """Names of environment variables whose values are keys (read on every masking)."""
+    _key_env.update(name for name in names if name)
+
+
+def _catalogue_key_env() -> set[str]:
+    if not _key_env:
+        from nbllm.providers.catalog import BUILTIN  # plain data, cheap to import
+
+        for spec in BUILTIN:
+            _key_env.update(spec.key_env, spec.secret_env)
+    return _key_env
+
+
+def _env_secrets() -> set[str]:
+    values: set[str] = set()
+    for name in _catalogue_key_env():
+        value = os.environ.get(name, "").strip()
+        if value:
+            values.add(value)
+    return values
+
+
+def secret_values() -> frozenset[str]:
+    """Every secret value masking knows of right now: registered ones and the keys in the environment."""
+    values = _known | _env_secrets()
+    for value in list(values):
+        if ":" in value:  # "KEY:SECRET" credentials: each half is a secret too
+            values.update(part.strip() for part in value.split(":", 1) if part.strip())
+    return frozenset(values)
 
 
 def mask(value: str) -> str:
-    """Show only enough of a secret to recognise it: its first three characters."""
-    return f"{value[:3]}***" if value else "***"
+    """What is shown instead of a secret: its first three characters only when it is long."""
+    return f"{value[:3]}***" if len(value) >= PREFIX_MIN else "***"
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_regex(values: frozenset[str]) -> re.Pattern[str] | None:
+    if not values:
+        return None
+    parts = []
+    for value in sorted(values, key=len, reverse=True):
+        escaped = re.escape(value)
+        parts.append(escaped if len(value) >= SHORT else rf"(?<!{_WORD}){escaped}(?!{_WORD})")
+    return re.compile("|".join(parts))
 
 
 def redact(text: str) -> str:
-    """Return text with every known secret and key-shaped token masked."""
-    for secret in sorted(_known, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, mask(secret))
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)  # type: ignore[arg-type]
+    """Return text with every secret value masked; everything else stays byte for byte."""
+    if not text:
+        return text
+    pattern = _secret_regex(secret_values())
+    if pattern is not None:
+        text = pattern.sub(lambda m: mask(m.group(0)), text)
+    for regex, replacement in _PATTERNS:
+        text = regex.sub(replacement, text)  # type: ignore[call-overload]
     return text
+
+
+class StreamRedactor:
+    """Mask a text that arrives piece by piece, as if it had been masked whole.
+
+    ``feed`` returns what can be shown now; the rest (a tail that a later piece could turn
+    into a secret) waits for the next piece or for ``flush`` at the end.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, piece: str) -> str:
+        if not piece:
+            return ""
+        text = self._pending + piece
+        cut = _safe_cut(text, secret_values())
+        self._pending = text[cut:]
+        return redact(text[:cut])
+
+    def flush(self) -> str:
+        text, self._pending = self._pending, ""
+        return redact(text)
+
+
+# How each key-shaped pattern begins; a last word that could still grow into one is held back.
+_STARTS = ("sk-", "hf_", "ms-", "bce-v3/altak-", "24.", "bearer", "https://", "http://")
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9]*")
+
+
+def _safe_cut(text: str, secrets: frozenset[str]) -> int:
+    """Where text can be split so that no secret or key-shaped token spans the split.
+
+    Key-shaped tokens are runs of printable ASCII that begin at a word's start or after
+    punctuation. So the last such run is shown at once when it is plain letters and digits that
+    begin none of them (prose streams word by word, CJK text character by character), and held
+    back otherwise, with the word before it when that is "Bearer". Any tail that begins (or is)
+    a registered secret is held back too.
+    """
+    start = len(text)
+    while start > 0 and "!" <= text[start - 1] <= "~":  # keys are printable ASCII: CJK text flows on
+        start -= 1
+    word = text[start:].lower()
+    plain = _PLAIN_WORD.fullmatch(word) and not any(s.startswith(word) for s in _STARTS if word)
+    cut = len(text) if plain else start
+    before = text[:start].rstrip()
+    if before.lower().endswith("bearer") and start > len(before):  # "Bearer <token so far>"
+        cut = len(before) - len("bearer")
+    for secret in secrets:
+        for size in range(min(len(secret), len(text)), 0, -1):
+            if text.endswith(secret[:size]):
+                cut = min(cut, len(text) - size)
+                break
+    return max(cut, len(text) - _HOLD_MAX)
+
+
+def redact_deltas(deltas: Iterator[Delta]) -> Iterator[Delta]:
+    """An answer's deltas with secrets masked, as if the whole answer had been masked at once.
+
+    The front ends (CLI, magics display, ``-o``, history, ``nbllm.chat``) all read answers
+    through this, so they agree; a stream that breaks off keeps its masked partial text.
+    """
+    from nbllm.errors import NbllmError
+
+    text, reasoning = StreamRedactor(), StreamRedactor()
+    try:
+        for delta in deltas:
+            yield replace(delta, text=text.feed(delta.text), reasoning=reasoning.feed(delta.reasoning))
+        rest = Delta(text=text.flush(), reasoning=reasoning.flush())
+        if rest.text or rest.reasoning:
+            yield rest
+    except NbllmError as exc:
+        partial = getattr(exc, "partial_text", None)
+        if isinstance(partial, str):
+            exc.partial_text = redact(partial)  # type: ignore[attr-defined]
+        rest = Delta(text=text.flush(), reasoning=reasoning.flush())
+        if rest.text or rest.reasoning:
+            yield rest
+        raise
+    finally:
+        close = getattr(deltas, "close", None)
+        if close is not None:
+            close()
+
+
+def redact_reply(reply: Reply) -> Reply:
+    """A whole answer (``--no-stream``, ``stream=False``) with secrets masked."""
+    return replace(reply, text=redact(reply.text), reasoning=redact(reply.reasoning))

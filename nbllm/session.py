@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from traitlets import Dict, HasTraits, Int, Unicode, observe
+from traitlets import Dict, HasTraits, Int, Unicode, observe, validate
 
 from nbllm.chat import ChatRequest, Delta, Message, Reply, as_messages
-from nbllm.config import default_target, get_spec, load_specs, split_target
+from nbllm.config import default_source, get_spec, load_specs, split_target
+from nbllm.errors import ConfigError, NbllmError
 from nbllm.keys import require_key
 from nbllm.providers.base import Provider, collect, provider_class
 from nbllm.providers.catalog import ProviderSpec
+from nbllm.secrets import redact_deltas, redact_reply
+from nbllm.validate import check_options
 
 
 class Session(HasTraits):
@@ -30,7 +33,28 @@ class Session(HasTraits):
         super().__init__(**kw)
         self.history: list[Message] = []
         self._providers: dict[tuple[str, str, str | None], Provider] = {}
-        self.use(target or default_target())
+        self.default_error: NbllmError | None = None  # why the configured default cannot be used
+        if target:
+            self.use(target)
+        else:
+            self.use_default()
+
+    def use_default(self, target: str | None = None, origin: str = "") -> None:
+        """Switch to the configured default; a bad default is kept as an error for calls that need it.
+
+        Calls that name their provider, ``use`` and the provider list keep working, so a typo in
+        ``NBLLM_DEFAULT`` or the config file never locks the user out.
+        """
+        try:
+            if target is None:
+                target, origin = default_source()
+            self.use(target)
+        except NbllmError as exc:
+            where = f" (set by {origin})" if origin else ""
+            self.default_error = ConfigError(
+                f"The default provider{where} cannot be used: {exc.message} Name a provider in the call, "
+                "or run %llm use ID (nbllm.chat(..., provider=ID))."
+            )
 
     def __repr__(self) -> str:
         return f"<Session {self.target} params={self.params} history={len(self.history)} messages>"
@@ -44,15 +68,26 @@ class Session(HasTraits):
         if change["old"] and change["new"] != change["old"]:
             self.model = ""
 
+    @validate("params")
+    def _valid_params(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        check_options(proposal["value"], "the session options")
+        return proposal["value"]
+
     def use(self, target: str, model: str | None = None) -> None:
         """Switch provider (and model) for the following calls; unknown ids fail here."""
         pid, target_model = split_target(target)
         spec = get_spec(pid)
         self.provider = spec.id
         self.model = model or target_model or ""
+        self.default_error = None
+
+    def _current(self) -> str:
+        if not self.provider and self.default_error is not None:
+            raise self.default_error
+        return self.provider
 
     def spec(self, target: str | None = None) -> ProviderSpec:
-        pid = split_target(target)[0] if target else self.provider
+        pid = split_target(target)[0] if target else self._current()
         return get_spec(pid)
 
     def resolve(self, target: str | None = None, model: str | None = None, *,
@@ -61,7 +96,7 @@ class Session(HasTraits):
         if target:
             pid, target_model = split_target(target)
         else:
-            pid, target_model = self.provider, self.model or None
+            pid, target_model = self._current(), self.model or None
         specs = load_specs()
         spec = get_spec(pid, specs)
         key = require_key(spec)
@@ -95,6 +130,7 @@ class Session(HasTraits):
     # -- the Python API's calls -----------------------------------------------------------
     def _prepare(self, prompt: str | list[Message], target: str | None, model: str | None,
                  system: str | None, params: dict[str, Any]) -> tuple[Provider, ChatRequest]:
+        check_options(params)
         timeout = params.get("timeout") or self.params.get("timeout")
         provider, model_name = self.resolve(target, model, timeout=timeout)
         return provider, self.request(as_messages(prompt, system), model_name, params)
@@ -102,15 +138,15 @@ class Session(HasTraits):
     def stream(self, prompt: str | list[Message], target: str | None = None, model: str | None = None,
                system: str | None = None, **params: Any) -> Iterator[Delta]:
         provider, request = self._prepare(prompt, target, model, system, params)
-        return provider.stream(request)
+        return redact_deltas(provider.stream(request))
 
     def chat(self, prompt: str | list[Message], target: str | None = None, model: str | None = None,
              system: str | None = None, **params: Any) -> Reply:
         streamed = params.pop("stream", True)
         provider, request = self._prepare(prompt, target, model, system, params)
         if not streamed:
-            return provider.complete(request)
-        return collect(provider.spec.id, request.model, provider.stream(request))
+            return redact_reply(provider.complete(request))
+        return collect(provider.spec.id, request.model, redact_deltas(provider.stream(request)))
 
 
 _default: Session | None = None

@@ -16,10 +16,14 @@ CHECK_PROMPT = "Reply with one word: pong"
 
 def key_status(spec: ProviderSpec) -> str:
     """"ready", "no key needed", or which variable is missing."""
+    from nbllm.errors import ConfigError
     from nbllm.keys import find_key
 
-    if find_key(spec) is not None:
-        return "ready"
+    try:
+        if find_key(spec) is not None:
+            return "ready"
+    except ConfigError:
+        return "key cannot be sent (nbllm check " + spec.id + " says why)"
     if not spec.key_required or not (spec.key_env or spec.secret_env):
         return "no key needed"
     return "missing " + " + ".join([*spec.key_env[:1], *spec.secret_env[:1]])
@@ -28,7 +32,7 @@ def key_status(spec: ProviderSpec) -> str:
 def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
     """The providers named, else every one with a key or a base URL the user changed."""
     from nbllm.config import get_spec, load_specs
-    from nbllm.keys import find_key
+    from nbllm.keys import has_key
     from nbllm.providers.catalog import BUILTIN
 
     specs = load_specs()
@@ -36,7 +40,7 @@ def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
         return [get_spec(i, specs) for i in ids]
     builtin_urls = {s.id: s.base_url for s in BUILTIN}
     return [s for s in specs.values()
-            if (s.key_env and find_key(s) is not None) or s.base_url != builtin_urls.get(s.id)]
+            if (s.key_env and has_key(s)) or s.base_url != builtin_urls.get(s.id)]
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ def check_provider(spec: ProviderSpec, timeout: float = 30.0) -> CheckResult:
     from nbllm.chat import ChatRequest
     from nbllm.keys import require_key
     from nbllm.providers.base import collect, provider_class
+    from nbllm.secrets import redact_deltas
 
     model = spec.default_model
     start = time.perf_counter()
@@ -75,7 +80,7 @@ def check_provider(spec: ProviderSpec, timeout: float = 30.0) -> CheckResult:
         request = ChatRequest(messages=[{"role": "user", "content": CHECK_PROMPT}], model=model,
                               params={"max_tokens": 16})
         try:
-            reply = collect(spec.id, model, provider.stream(request))
+            reply = collect(spec.id, model, redact_deltas(provider.stream(request)))
         finally:
             provider.close()
     except NbllmError as exc:

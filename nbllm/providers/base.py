@@ -20,6 +20,7 @@ from nbllm.errors import RETRYABLE, ProviderError, RateLimitError, StreamInterru
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.providers.errormap import decode_body, make_error, transport_errors
 from nbllm.secrets import register_secret
+from nbllm.validate import check_base_url, check_header_value, check_key
 
 if TYPE_CHECKING:
     import httpx
@@ -98,6 +99,7 @@ class Provider(ABC):
         headers = {"User-Agent": "nbllm", **self.spec.extra_headers, **self.auth_headers()}
         for header, env in self.spec.headers_from_env.items():
             if os.environ.get(env):
+                check_header_value(os.environ[env], f"The environment variable {env} (the {header} header)")
                 headers[header] = os.environ[env]
         return headers
 
@@ -106,6 +108,11 @@ class Provider(ABC):
         if self._client is None:
             import httpx
 
+            from nbllm.config import base_url_origin
+
+            check_base_url(self.spec.base_url, f"{base_url_origin(self.spec)} ({self.spec.id})")
+            if self._key:  # keys read by nbllm.keys are checked already; this covers keys handed in
+                check_key(self._key, f"the key given for {self.spec.id}")
             self._client = httpx.Client(
                 base_url=self.spec.base_url.rstrip("/") + "/",
                 headers=self.headers(),
