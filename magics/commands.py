@@ -140,7 +140,10 @@ def enter_key(magics: LLMMagics, args: argparse.Namespace) -> None:
     if not key.strip():
         print(f"No key entered; {spec.id} is unchanged.")
         return
-    set_key(spec.id, key)
+    try:
+        set_key(spec.id, key)
+    finally:
+        del key  # never left in this frame for a verbose traceback to print
     print(f"Key for {spec.id} set for this session; it is not saved anywhere.")
 
 

@@ -28,9 +28,10 @@ from nbllm.validate import finite, seconds, token_count
 
 
 # -- output helpers -------------------------------------------------------------------------
-def _out(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
+def _out(text: str, stream: TextIO | None = None, end: str = "\n", *, masked: bool = False) -> None:
+    """Write a line; ``masked`` text (an answer, masked as it streamed) is written as it is."""
     stream = stream or sys.stdout
-    stream.write(redact(text) + end)
+    stream.write((text if masked else redact(text)) + end)
     stream.flush()
 
 
@@ -128,10 +129,10 @@ def _print_stream(deltas: Iterator[Any], show_reasoning: bool, start: float) -> 
                 if first is None and (delta.text or delta.reasoning):
                     first = time.perf_counter() - start
                 if delta.reasoning and show_reasoning:
-                    _out(delta.reasoning, sys.stderr, end="")
+                    _out(delta.reasoning, sys.stderr, end="", masked=True)
                 if delta.text:
                     text.append(delta.text)
-                    _out(delta.text, end="")
+                    _out(delta.text, end="", masked=True)
                 usage = delta.usage or usage
         finally:
             if text and not text[-1].endswith("\n"):

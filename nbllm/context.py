@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbllm.errors import ContextError
-from nbllm.secrets import redact
+from nbllm.secrets import redact_text
 
 MAX_VALUE_CHARS = 4000
 MAX_CELL_CHARS = 2000
@@ -88,7 +88,7 @@ def render_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
         text = _raw_text(value)
     except Exception:  # broken __repr__, __str__, shape or dtype properties of the user's object
         text = f"<{type(value).__name__} object>"
-    return redact(cut(text, limit))
+    return redact_text(cut(text, limit))
 
 
 def _raw_text(value: Any) -> str:
@@ -156,7 +156,7 @@ def _cell_part(state: NotebookState, which: str, index: int) -> str:
     number = _cell_number(state, index)
     if which == "In":
         if 0 < number < len(state.inputs):
-            return redact(cut(state.inputs[number], MAX_CELL_CHARS))
+            return redact_text(cut(state.inputs[number], MAX_CELL_CHARS))
         raise ContextError(
             f"The prompt refers to {{In[{index}]}}, but there is no input cell {number}. "
             f"Cells run so far are numbered 1 to {max(len(state.inputs) - 1, 0)}."
@@ -172,7 +172,7 @@ def _cell_part(state: NotebookState, which: str, index: int) -> str:
 def _last_error(state: NotebookState) -> str:
     if not state.last_error:
         raise ContextError("The prompt refers to {Err}, but no error has happened in this session yet.")
-    return redact(cut(state.last_error, MAX_VALUE_CHARS))
+    return redact_text(cut(state.last_error, MAX_VALUE_CHARS))
 
 
 def with_variables(state: NotebookState, names: Sequence[str]) -> str:
@@ -192,7 +192,7 @@ def recent_cells(state: NotebookState, count: int) -> str:
     for number in range(first, last + 1):
         if number >= len(state.inputs):
             break
-        block = f"In [{number}]:\n```python\n{redact(cut(state.inputs[number], MAX_CELL_CHARS))}\n```"
+        block = f"In [{number}]:\n```python\n{redact_text(cut(state.inputs[number], MAX_CELL_CHARS))}\n```"
         output = _cell_output(state, number)
         if output:
             block += f"\nOutput:\n```\n{output}\n```"
@@ -203,7 +203,7 @@ def recent_cells(state: NotebookState, count: int) -> str:
 def _cell_output(state: NotebookState, number: int) -> str:
     """A cell's text output as shown; its Out value when the shell recorded no text."""
     if state.texts.get(number):
-        return redact(cut(state.texts[number], MAX_CELL_CHARS))
+        return redact_text(cut(state.texts[number], MAX_CELL_CHARS))
     if number in state.outputs:
         return render_value(state.outputs[number], MAX_CELL_CHARS)
     return ""

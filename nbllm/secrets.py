@@ -11,8 +11,11 @@ Three nets, and only secret values are replaced:
 
 Code that merely talks about keys (``sorted(xs, key=len)``, ``dict(token=3)``,
 ``api_key=os.environ["X"]``) is not a secret and is never changed. Secrets shorter than
-``SHORT`` characters are masked only as whole words (a two-letter key must not eat every "ab"
-in a text) and, like every secret under ``PREFIX_MIN`` characters, are never shown in part.
+``SHORT`` characters are masked only as whole words (a short key must not eat every "abc" in a
+text) and, like every secret under ``PREFIX_MIN`` characters, are never shown in part. Values
+of one or two characters (placeholders such as ``OPENAI_API_KEY=x`` for a local server) are
+masked in nbllm's own messages but not in prompts and answers (``redact_text``), where they
+would rewrite every ``x`` of the user's code.
 
 ``StreamRedactor`` masks a text that arrives in pieces: it holds back the tail that could be
 the start of a secret, so a key split across several deltas is still masked.
@@ -29,6 +32,7 @@ from dataclasses import replace
 from nbllm.chat import Delta, Reply
 
 SHORT = 6  # secrets shorter than this are masked as whole words only
+TINY = 3  # secrets shorter than this are not masked in prompts and answers
 PREFIX_MIN = 12  # only secrets at least this long keep a recognisable prefix when masked
 _HOLD_MAX = 512  # longest tail held back while a stream could still be inside a secret
 
@@ -123,16 +127,25 @@ def _secret_regex(values: frozenset[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts))
 
 
-def redact(text: str) -> str:
-    """Return text with every secret value masked; everything else stays byte for byte."""
+def redact(text: str, *, tiny: bool = True) -> str:
+    """Return text with every secret value masked; everything else stays byte for byte.
+
+    ``tiny=False`` leaves values of one or two characters alone (see ``redact_text``).
+    """
     if not text:
         return text
-    pattern = _secret_regex(secret_values())
+    values = secret_values()
+    pattern = _secret_regex(values if tiny else frozenset(v for v in values if len(v) >= TINY))
     if pattern is not None:
         text = pattern.sub(lambda m: mask(m.group(0)), text)
     for regex, replacement in _PATTERNS:
         text = regex.sub(replacement, text)  # type: ignore[call-overload]
     return text
+
+
+def redact_text(text: str) -> str:
+    """Mask a prompt or an answer: user and model text, where a one-letter placeholder key stays."""
+    return redact(text, tiny=False)
 
 
 class StreamRedactor:
@@ -151,11 +164,11 @@ class StreamRedactor:
         text = self._pending + piece
         cut = _safe_cut(text, secret_values())
         self._pending = text[cut:]
-        return redact(text[:cut])
+        return redact_text(text[:cut])
 
     def flush(self) -> str:
         text, self._pending = self._pending, ""
-        return redact(text)
+        return redact_text(text)
 
 
 # How each key-shaped pattern begins; a last word that could still grow into one is held back.
@@ -182,6 +195,8 @@ def _safe_cut(text: str, secrets: frozenset[str]) -> int:
     if before.lower().endswith("bearer") and start > len(before):  # "Bearer <token so far>"
         cut = len(before) - len("bearer")
     for secret in secrets:
+        if len(secret) < TINY:
+            continue
         for size in range(min(len(secret), len(text)), 0, -1):
             if text.endswith(secret[:size]):
                 cut = min(cut, len(text) - size)
@@ -207,7 +222,7 @@ def redact_deltas(deltas: Iterator[Delta]) -> Iterator[Delta]:
     except NbllmError as exc:
         partial = getattr(exc, "partial_text", None)
         if isinstance(partial, str):
-            exc.partial_text = redact(partial)  # type: ignore[attr-defined]
+            exc.partial_text = redact_text(partial)  # type: ignore[attr-defined]
         rest = Delta(text=text.flush(), reasoning=reasoning.flush())
         if rest.text or rest.reasoning:
             yield rest
@@ -220,4 +235,4 @@ def redact_deltas(deltas: Iterator[Delta]) -> Iterator[Delta]:
 
 def redact_reply(reply: Reply) -> Reply:
     """A whole answer (``--no-stream``, ``stream=False``) with secrets masked."""
-    return replace(reply, text=redact(reply.text), reasoning=redact(reply.reasoning))
+    return replace(reply, text=redact_text(reply.text), reasoning=redact_text(reply.reasoning))

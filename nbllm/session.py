@@ -50,6 +50,7 @@ class Session(HasTraits):
                 target, origin = default_source()
             self.use(target)
         except NbllmError as exc:
+            self.provider, self.model = "", ""  # calls that name no provider get the error below
             where = f" (set by {origin})" if origin else ""
             self.default_error = ConfigError(
                 f"The default provider{where} cannot be used: {exc.message} Name a provider in the call, "

@@ -35,9 +35,9 @@ def describe_char(char: str) -> str:
     """``U+200B (ZERO WIDTH SPACE)``, with a word on where such characters come from."""
     code = f"U+{ord(char):04X}"
     if char in "\r\n":
-        return f"a line break ({code}), often copied along with the key from a file or a terminal"
+        return f"a line break ({code})"
     if char == "\ufeff":
-        return f"a byte-order mark ({code}), often left at the start of a file saved by an editor"
+        return f"a byte-order mark ({code}), which editors leave at the start of a file"
     name = unicodedata.name(char, "a control character")
     return f"{code} ({name})"
 
@@ -51,10 +51,10 @@ def check_key(value: str, where: str) -> None:
     problem = header_problem(value)
     del value
     if problem:
-        raise ConfigError(
-            f"The key in {where} cannot be sent: {problem}. HTTP headers carry only printable ASCII, so "
-            "copy the key again without the extra character (the key itself is not shown)."
-        )
+        fix = ("Remove the line break: it comes along when a key is copied out of a file or a terminal"
+               if "line break" in problem else
+               "HTTP headers carry only printable ASCII, so copy the key again without that character")
+        raise ConfigError(f"The key in {where} cannot be sent: {problem}. {fix} (the key itself is not shown).")
 
 
 def check_header_value(value: str, where: str) -> None:

@@ -33,6 +33,7 @@ def _provider_env_vars() -> set[str]:
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Empty config file, no provider keys or NBLLM_* variables, no session keys, no default session."""
     import nbllm.keys
+    import nbllm.secrets
     import nbllm.session
 
     config = tmp_path / "nbllm-config.toml"
@@ -46,6 +47,8 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(var, ",".join(filter(None, [current, "127.0.0.1", "localhost"])))
     nbllm.keys._session_keys.clear()
     monkeypatch.setattr(nbllm.session, "_default", None)
+    # secrets registered by one test (a one-letter key) must not mask another test's text
+    monkeypatch.setattr(nbllm.secrets, "_known", set(nbllm.secrets._known))
     yield
     if nbllm.session._default is not None:
         nbllm.session._default.close()
