@@ -18,7 +18,7 @@ from typing import Any
 from nbllm.errors import ConfigError, UnknownProviderError
 from nbllm.providers.catalog import BUILTIN, ProviderSpec
 from nbllm.secrets import register_key_env
-from nbllm.validate import check_base_url, check_header_value
+from nbllm.validate import check_base_url, check_header_value, env_name_problem, header_name_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -126,12 +126,30 @@ def _field_value(pid: str, name: str, value: Any, origin: str) -> Any:
         value = tuple(v.strip() for v in value) if ok else value
     elif kind.startswith("dict["):
         ok = isinstance(value, dict) and (kind != "dict[str, str]" or all(isinstance(v, str) for v in value.values()))
+    problem = _item_problem(name, value) if ok else None
+    if problem:
+        raise ConfigError(f"The nbllm config file {origin}: [providers.{pid}] {name} has {problem}. Fix the file, "
+                          "or point NBLLM_CONFIG at another one.")
     if not ok:
         raise ConfigError(
             f"The nbllm config file {origin}: [providers.{pid}] {name} must be {_KINDS.get(kind, kind)}, "
             f"not {_type_name(value)} ({_short(value)}). Fix the file, or point NBLLM_CONFIG at another one."
         )
     return value
+
+
+def _item_problem(name: str, value: Any) -> str | None:
+    """Names inside a well-typed field that could never work: variable and header names."""
+    if name in ("key_env", "secret_env", "base_url_env", "headers_from_env"):
+        names = value.values() if isinstance(value, dict) else [value] if isinstance(value, str) else value
+        for env in names:
+            if env_name_problem(env):
+                return f"{_short(env)}, which is not a variable name ({env_name_problem(env)})"
+    if name in ("extra_headers", "headers_from_env"):
+        for header in value:
+            if header_name_problem(header):
+                return f"the header {_short(header)} ({header_name_problem(header)})"
+    return None
 
 
 def _type_name(value: Any) -> str:

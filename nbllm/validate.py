@@ -8,6 +8,7 @@ and never stored to break a later call.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -55,6 +56,18 @@ def check_key(value: str, where: str) -> None:
                if "line break" in problem else
                "HTTP headers carry only printable ASCII, so copy the key again without that character")
         raise ConfigError(f"The key in {where} cannot be sent: {problem}. {fix} (the key itself is not shown).")
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def header_name_problem(name: str) -> str | None:
+    return None if _TOKEN.fullmatch(name) else "a header name is letters, digits and -_.!#$%&'*+^`|~ only"
+
+
+def env_name_problem(name: str) -> str | None:
+    return None if _ENV_NAME.fullmatch(name) else "a variable name is letters, digits and _ (not starting with a digit)"
 
 
 def check_header_value(value: str, where: str) -> None:
