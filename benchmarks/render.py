@@ -3,7 +3,7 @@
 Synthetic part: a prebuilt list of ``Delta``s (4-character pieces, like the fake server's) is
 yielded by a generator that also moves a simulated clock on by 1/RATE s per delta, so the
 renderer's ~100 ms throttle sees deltas arriving over time as from a real model, at no real
-waiting. The renderer is ``magics.render.consume`` + ``RichView`` publishing to a recording
+waiting. The renderer is ``magics.render.show`` (a ``Response`` over the deltas) + ``RichView`` publishing to a recording
 publisher (it counts publishes and keeps only the last bundle; no frontend, no serialisation).
 "Raw" consumes the same generator and joins the text. CPU is ``time.process_time``. The burst
 rows use the real clock instead: deltas as fast as the CPU hands them over.
@@ -71,7 +71,7 @@ class Recorder:
 
 
 def make_deltas(n: int) -> list[Any]:
-    from nbllm.chat import Delta, Usage
+    from nbllm.messages import Delta, Usage
 
     stream = itertools.cycle(WORDS)
     deltas = [Delta(text="".join(itertools.islice(stream, 4))) for _ in range(n - 1)]
@@ -101,7 +101,9 @@ class Run:
         self.text = ""
 
     def __call__(self) -> float:
-        from nbllm.magics.render import Answer, RichView, consume
+        from nbllm.magics.render import RichView, show
+
+        from nbllm.response import Response
 
         clock = SimClock() if self.simulated else None
         tick: Callable[[], float] = clock if clock is not None else time.perf_counter
@@ -109,8 +111,8 @@ class Run:
         if self.render:
             recorder = Recorder()
             view = RichView(recorder.publish, "markdown", clock=tick)
-            answer = consume(arriving(self.deltas, clock), view, Answer("ernie", "ernie-4.0-turbo-8k"),
-                             start=tick(), clock=tick)
+            answer = show(Response.from_deltas(arriving(self.deltas, clock), provider="ernie",
+                                               model="ernie-4.0-turbo-8k", clock=tick), view)
             self.text, self.updates, self.publishes = answer.text, view.updates, recorder.count
             self.chars = recorder.chars
         else:

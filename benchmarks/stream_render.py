@@ -58,7 +58,7 @@ class RendererRun:
     """One variant of part 1: a sample is the time per delta; updates and bound checks kept aside."""
 
     def __init__(self, n: int) -> None:
-        from nbllm.chat import Delta
+        from nbllm.messages import Delta
 
         self.n = n
         self.deltas = [Delta(text=f"tok{i % 97} ") for i in range(n)]
@@ -67,12 +67,14 @@ class RendererRun:
         self.within_bound = True
 
     def __call__(self) -> float:
-        from nbllm.magics.render import Answer, RichView, consume
+        from nbllm.magics.render import RichView, show
+
+        from nbllm.response import Response
 
         publisher = Counter()
         view = RichView(publisher)
         start = time.perf_counter()
-        consume(iter(self.deltas), view, Answer("bench", "bench"), start=start)
+        show(Response.from_deltas(iter(self.deltas), provider="bench", model="bench"), view)
         elapsed = time.perf_counter() - start
         self.updates.append(view.updates)
         self.chars.append(publisher.chars)

@@ -5,20 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from IPython.core.error import UsageError
+from IPython.utils.process import arg_split
 
-from nbllm.chat import Message, as_messages
 from nbllm.context import build_prompt
+from nbllm.messages import Message, as_messages
 from nbllm.validate import check_options
 
-from .compare import Call, run_chain, run_compare
-from .notebook import notebook_state
+from .call import Call, run_chain
+from .compare import run_compare
+from .handler_context import MagicContext
 from .render import FORMATS, extract_code
-
-if TYPE_CHECKING:
-    from .llm import LLMMagics
+from .shell_context import notebook_state
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,15 @@ class Targets:
 
     names: list[str]
     mode: str  # "single", "compare" or "fallback"
+
+
+def split_words(line: str) -> list[str]:
+    """The words of a magic line, quoted as in a shell; an open quote is a usage error."""
+    try:
+        return arg_split(line, posix=True)
+    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"Could not read the %llm line ({exc}): close each quote, and end the line "
+                         "without a lone backslash.") from None
 
 
 def parse_targets(positional: list[str], provider: str | None) -> Targets:
@@ -101,27 +110,25 @@ def _check(args: argparse.Namespace, cell: str, targets: Targets, fmt: str) -> N
         raise UsageError("--cells takes a number of cells, 0 or more.")
 
 
-def run_cell(magics: LLMMagics, args: argparse.Namespace, cell: str) -> None:
+def run_cell(ctx: MagicContext, args: argparse.Namespace, cell: str) -> None:
     """Send the cell to its provider(s), show the answer, then update history and variables."""
-    fmt = args.format or magics.format
+    fmt = args.format or ctx.format
     targets = parse_targets(args.target, args.provider)
     _check(args, cell, targets, fmt)
-    shell = magics.shell
-    session = magics.session()
+    shell, session = ctx.shell, ctx.session
     text, cells = cell.strip(), args.cells or 0
     prompt = build_prompt(text, notebook_state(shell, text, cells), with_names=_names(args.with_), cells=cells)
     history: list[Message] = [] if (args.new or args.no_history) else session.windowed_history()
     messages = as_messages([*history, {"role": "user", "content": prompt}], args.system)
-    call = Call(session, messages, call_params(args), args.model, magics.stream and not args.no_stream, fmt, shell)
+    call = Call(session, messages, call_params(args), args.model, ctx.stream and not args.no_stream, fmt, shell)
     if targets.mode == "compare":
-        answers = run_compare(call, targets.names)
-        result: Any = {t: a.text for t, a in zip(targets.names, answers, strict=True) if a.error is None}
+        call.source = "compare"
+        lanes = run_compare(call, targets.names)
+        result: Any = {t: lane.text for t, lane in zip(targets.names, lanes, strict=True) if lane.error is None}
     else:
-        answer = run_chain(call, list(targets.names) or [None])
         if not args.no_history:
-            if args.new:
-                session.reset()
-            session.remember(prompt, answer.text)
+            call.on_done.append(session.recorder(prompt, fresh=args.new))
+        answer = run_chain(call, list(targets.names) or [None])
         if args.insert:
             shell.set_next_input(extract_code(answer.text))
         result = answer.text

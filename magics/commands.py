@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import argparse
 import functools
+import getpass
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
-from traitlets import TraitError
 
+from nbllm.config import get_spec, load_specs
+from nbllm.context import cut
 from nbllm.errors import ConvertError, MissingKeyError
+from nbllm.keys import is_configured, set_key
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
 from nbllm.validate import check_options
 
-from .ask import ERROR_PROMPT, parse_pair
-from .llm import split_words
+from .ask import ERROR_PROMPT, parse_pair, run_cell, split_words
+from .handler_context import MagicContext
 
-if TYPE_CHECKING:
-    from .llm import LLMMagics
-
-Handler = Callable[["LLMMagics", argparse.Namespace], None]
-MAGIC_TRAITS = ("stream", "format", "max_history", "default_provider")
+Handler = Callable[[MagicContext, argparse.Namespace], None]
+MAGIC_SETTINGS = ("stream", "format", "max_history", "default_provider")  # the rest of `set` is session options
 
 
 @functools.cache
@@ -47,46 +46,41 @@ def build_parser() -> MagicArgumentParser:
     return parser
 
 
-def run_line(magics: LLMMagics, line: str) -> None:
+def run_line(ctx: MagicContext, line: str) -> None:
     words = split_words(line)
     if words and words[0] == "convert":  # its options belong to the converter's own parser
         return convert(words[1:])
     args = build_parser().parse_args(words)
     handler = HANDLERS.get(args.command or "", show_status)
-    handler(magics, args)
+    handler(ctx, args)
     return None
 
 
-def show_status(magics: LLMMagics, args: argparse.Namespace) -> None:
-    from nbllm.keys import is_configured
-
-    session = magics.session()
+def show_status(ctx: MagicContext, args: argparse.Namespace) -> None:
+    session = ctx.session
     spec = session.spec()
     options = ", ".join(f"{k}={v}" for k, v in session.params.items()) or "none"
     print(f"provider: {spec.id} ({spec.label}), key {'set' if is_configured(spec) else 'missing'}")
     print(f"model:    {session.model or spec.default_model + ' (default)'}")
     print(f"options:  {options}")
     print(f"history:  {len(session.history)} messages kept, up to {session.max_history} sent")
-    print(f"display:  stream={'on' if magics.stream else 'off'}, format={magics.format}")
+    print(f"display:  stream={'on' if ctx.stream else 'off'}, format={ctx.format}")
 
 
-def show_help(magics: LLMMagics, args: argparse.Namespace) -> None:
+def show_help(ctx: MagicContext, args: argparse.Namespace) -> None:
     print(build_parser().format_help().replace("::\n\n  %", ""))
     print("Ask with a cell:  %%llm [TARGET] [options]  then the prompt; %%llm? lists the options.")
 
 
-def show_providers(magics: LLMMagics, args: argparse.Namespace) -> None:
-    from nbllm.config import load_specs
-    from nbllm.status import key_status, table
-
-    current = magics.session().provider
+def show_providers(ctx: MagicContext, args: argparse.Namespace) -> None:
+    current = ctx.session.provider
     rows = [["*" if spec.id == current else "", spec.id, spec.label, key_status(spec), spec.default_model]
             for spec in load_specs().values()]
     print(table(["", "id", "provider", "key", "default model"], rows))
 
 
-def show_models(magics: LLMMagics, args: argparse.Namespace) -> None:
-    session = magics.session()
+def show_models(ctx: MagicContext, args: argparse.Namespace) -> None:
+    session = ctx.session
     spec = session.spec(args.provider)
     try:
         provider, _ = session.resolve(spec.id)
@@ -99,19 +93,19 @@ def show_models(magics: LLMMagics, args: argparse.Namespace) -> None:
         print(f"{'*' if name == spec.default_model else ' '} {name}")
 
 
-def use(magics: LLMMagics, args: argparse.Namespace) -> None:
-    session = magics.session()
+def use(ctx: MagicContext, args: argparse.Namespace) -> None:
+    session = ctx.session
     session.use(args.target)
     print(f"Using {session.target} for the following cells.")
 
 
-def set_options(magics: LLMMagics, args: argparse.Namespace) -> None:
-    session = magics.session()
+def set_options(ctx: MagicContext, args: argparse.Namespace) -> None:
+    session = ctx.session
     pairs = [parse_pair(item) for item in args.pairs]
     params = dict(session.params)
     for key, value in pairs:
-        if key in MAGIC_TRAITS:
-            _set_trait(magics, key, value)
+        if key in MAGIC_SETTINGS:
+            ctx.set_option(key, value)
         elif value is None:
             params.pop(key, None)
         else:
@@ -122,19 +116,7 @@ def set_options(magics: LLMMagics, args: argparse.Namespace) -> None:
     print(f"Options sent with every call: {options}")
 
 
-def _set_trait(magics: LLMMagics, key: str, value: Any) -> None:
-    try:
-        setattr(magics, key, value if value is not None else magics.trait_defaults(key))
-    except TraitError as exc:
-        raise UsageError(f"Bad value for {key}: {value!r} ({type(exc).__name__}).") from None
-
-
-def enter_key(magics: LLMMagics, args: argparse.Namespace) -> None:
-    import getpass
-
-    from nbllm.config import get_spec
-    from nbllm.keys import set_key
-
+def enter_key(ctx: MagicContext, args: argparse.Namespace) -> None:
     spec = get_spec(args.provider)
     key = getpass.getpass(f"API key for {spec.label} ({spec.id}), kept for this session only: ")
     if not key.strip():
@@ -147,10 +129,8 @@ def enter_key(magics: LLMMagics, args: argparse.Namespace) -> None:
     print(f"Key for {spec.id} set for this session; it is not saved anywhere.")
 
 
-def show_history(magics: LLMMagics, args: argparse.Namespace) -> None:
-    from nbllm.context import cut
-
-    session = magics.session()
+def show_history(ctx: MagicContext, args: argparse.Namespace) -> None:
+    session = ctx.session
     if not session.history:
         print("No conversation yet; the next cell starts one.")
         return
@@ -158,33 +138,29 @@ def show_history(magics: LLMMagics, args: argparse.Namespace) -> None:
         print(f"[{message['role']}] {cut(message['content'], 500)}\n")
 
 
-def reset(magics: LLMMagics, args: argparse.Namespace) -> None:
-    magics.session().reset()
+def reset(ctx: MagicContext, args: argparse.Namespace) -> None:
+    ctx.session.reset()
     print("Conversation forgotten; the next cell starts a new one.")
 
 
-def check(magics: LLMMagics, args: argparse.Namespace) -> None:
+def check(ctx: MagicContext, args: argparse.Namespace) -> None:
     """A tiny real request per provider: those named, else every one with a key or a changed URL."""
-    from nbllm.status import CHECK_HEADERS, check_provider, check_targets, table
-
     specs = check_targets(args.providers)
     if not specs:
         print("No provider has a key yet: set one (see %llm providers) or name one, e.g. %llm check ollama.")
         return
-    print(table(CHECK_HEADERS, [check_provider(spec).row() for spec in specs]))
+    print(table(CHECK_HEADERS, [check_provider(spec, source="magic").row() for spec in specs]))
 
 
-def switcher(magics: LLMMagics, args: argparse.Namespace) -> None:
+def switcher(ctx: MagicContext, args: argparse.Namespace) -> None:
     from IPython.display import display
     from nbllm.widgets import ProviderSwitcher
 
-    display(ProviderSwitcher(session=magics.session()))
+    display(ProviderSwitcher(session=ctx.session))
 
 
-def explain_error(magics: LLMMagics, args: argparse.Namespace) -> None:
-    from .ask import run_cell
-
-    run_cell(magics, magics.parse(args.target or ""), ERROR_PROMPT)
+def explain_error(ctx: MagicContext, args: argparse.Namespace) -> None:
+    run_cell(ctx, ctx.parse(args.target or ""), ERROR_PROMPT)
 
 
 def convert(argv: list[str]) -> None:

@@ -1,190 +1,102 @@
-"""Several providers for one prompt: a fallback chain (``a||b``) or a side-by-side comparison.
+"""Several providers for one prompt, side by side (``%%llm -p a,b,c``).
 
-Fallback moves on only while no text has arrived, so an answer is never spliced from two
-providers. Compare mode streams every provider in its own thread into one display that the
-main thread refreshes at most every 0.1 s, then shows a table of the figures users choose a
-provider by. One provider failing never stops the others. Sections are Markdown whatever -f
-says, and a comparison is one-off: it never enters the conversation history.
+Every provider streams in its own thread into one display that the main thread refreshes at
+most every 0.1 s, then a table shows the figures users choose a provider by. One provider
+failing never stops the others. Sections are Markdown whatever -f says, and a comparison is
+one-off: it never enters the conversation history.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from nbllm.chat import ChatRequest, Delta, Message
 from nbllm.errors import NbllmError, ProviderError
-from nbllm.providers.base import Provider
-from nbllm.secrets import redact_deltas
-from nbllm.session import Session
+from nbllm.response import Response
 
-from .render import CHAR_BUDGET, INTERVAL, Answer, consume, footer, is_rich, make_view
-
-
-@dataclass
-class Call:
-    """Everything one %%llm cell sends, whichever provider ends up answering."""
-
-    session: Session
-    messages: list[Message]
-    params: dict[str, Any]
-    model: str | None
-    stream: bool
-    fmt: str
-    shell: Any
-
-    def open(self, target: str | None) -> tuple[Provider, ChatRequest]:
-        timeout = self.params.get("timeout") or self.session.params.get("timeout")
-        provider, model = self.session.resolve(target, self.model, timeout=timeout)
-        return provider, self.session.request(self.messages, model, self.params)
-
-    def deltas(self, provider: Provider, request: ChatRequest) -> Iterator[Delta]:
-        return redact_deltas(provider.stream(request) if self.stream else _whole(provider, request))
-
-
-def _whole(provider: Provider, request: ChatRequest) -> Iterator[Delta]:
-    """--no-stream: one request for the whole answer, shown as a single delta."""
-    reply = provider.complete(request)
-    yield Delta(text=reply.text, reasoning=reply.reasoning, finish_reason=reply.finish_reason, usage=reply.usage)
-
-
-def _close(deltas: Iterator[Delta]) -> None:
-    close = getattr(deltas, "close", None)
-    if close is not None:
-        close()
-
-
-def _peek(deltas: Iterator[Delta]) -> list[Delta]:
-    """Pull deltas up to the first one with text, so failures before any text can fall back."""
-    head: list[Delta] = []
-    try:
-        for delta in deltas:
-            head.append(delta)
-            if delta.text or delta.reasoning:
-                break
-    except BaseException:
-        _close(deltas)
-        raise
-    return head
-
-
-def _prepend(head: list[Delta], rest: Iterator[Delta]) -> Iterator[Delta]:
-    try:
-        yield from head
-        yield from rest
-    finally:
-        _close(rest)
-
-
-def add_note(exc: NbllmError, note: str) -> NbllmError:
-    """Append a sentence to an error's one paragraph (kept redacted like the rest)."""
-    if note:
-        exc.message = f"{exc.message} {note}"
-        exc.args = (exc.message,)
-    return exc
-
-
-def run_chain(call: Call, targets: list[str | None]) -> Answer:
-    """Ask the first target; on a failure before any text, the next; raise the last failure."""
-    failures: list[str] = []
-    for i, target in enumerate(targets):
-        start = time.perf_counter()
-        try:
-            provider, request = call.open(target)
-            deltas = call.deltas(provider, request)
-            head = _peek(deltas)
-        except NbllmError as exc:
-            failures.append(f"{target} ({type(exc).__name__})")
-            if i + 1 == len(targets):
-                earlier = ", ".join(failures[:-1])
-                raise add_note(exc, f"Tried before it, also failing: {earlier}." if earlier else "") from None
-            continue
-        first = time.perf_counter() - start if head and (head[-1].text or head[-1].reasoning) else None
-        note = f"after {', '.join(failures)} failed" if failures else ""
-        answer = Answer(provider.spec.id, request.model, first_token_s=first, note=note)
-        return consume(_prepend(head, deltas), make_view(call.shell, call.fmt), answer, start=start)
-    raise AssertionError("unreachable: targets is never empty")  # pragma: no cover
+from .call import Call, add_note
+from .render import CHAR_BUDGET, INTERVAL, footer, is_rich
 
 
 class Lane:
-    """One provider of a comparison: it streams in its own thread into its own pieces."""
+    """One provider of a comparison: its response, read in its own thread."""
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self.answer = Answer(provider=target, model="")
-        self.pieces: list[str] = []
+        self.response: Response | None = None
+        self.error: NbllmError | None = None
+        self.note = ""
         self.size = 0  # characters so far: the board's redraw interval grows with the text it sends
         self.version = 0  # bumped on every change, so the display knows what to redraw
         self.done = False
-        self._opened: tuple[Provider, ChatRequest] | None = None
+
+    @property
+    def text(self) -> str:
+        return self.response.text if self.response is not None else ""
 
     def prepare(self, call: Call) -> None:
         """Resolve in the main thread: a missing key or unknown id is this lane's error."""
         try:
-            self._opened = call.open(self.target)
+            self.response = call.respond(self.target)
         except NbllmError as exc:
             self._fail(exc)
-            return
-        self.answer.provider, self.answer.model = self._opened[0].spec.id, self._opened[1].model
 
-    def run(self, call: Call, cancel: threading.Event) -> None:
-        if self._opened is None:
+    def run(self, cancel: threading.Event) -> None:
+        if self.response is None:
             return
-        start = time.perf_counter()
-        deltas: Iterator[Delta] = iter(())
         try:
-            deltas = call.deltas(*self._opened)
-            for delta in deltas:
-                if self.answer.first_token_s is None and (delta.text or delta.reasoning):
-                    self.answer.first_token_s = time.perf_counter() - start
-                self.pieces.append(delta.text)
+            for delta in self.response:
                 self.size += len(delta.text)
-                self.answer.usage = delta.usage or self.answer.usage
                 self.version += 1
                 if cancel.is_set():
-                    self.answer.note = "interrupted"
+                    self.note = "interrupted"
                     break
         except NbllmError as exc:
             self._fail(exc)
         except Exception as exc:  # a lane must end with a row in the table, whatever happened
             self._fail(ProviderError(f"{self.target} failed unexpectedly: {type(exc).__name__}: {exc}"))
         finally:
-            _close(deltas)
-            self.answer.text = "".join(self.pieces)
-            self.answer.total_s = time.perf_counter() - start
+            self.response.close()
             self.done = True
             self.version += 1
 
     def _fail(self, exc: NbllmError) -> None:
-        self.answer.error = exc
+        self.error = exc
         self.done = True
         self.version += 1
 
     def section(self) -> str:
-        head = f"### {self.answer.provider}" + (f" · {self.answer.model}" if self.answer.model else "")
-        parts = [head, "".join(self.pieces)]
-        if self.answer.error is not None:
-            parts.append(f"**{type(self.answer.error).__name__}**: {self.answer.error.message}")
+        response = self.response
+        head = f"### {response.provider} · {response.model}" if response is not None else f"### {self.target}"
+        parts = [head, self.text]
+        if self.error is not None:
+            parts.append(f"**{type(self.error).__name__}**: {self.error.message}")
         elif not self.done:
             parts[-1] += " …"
-        else:
-            parts.append(f"<small>{footer(self.answer)}</small>")
+        elif response is not None:
+            parts.append(f"<small>{footer(response, self.note)}</small>")
         return "\n\n".join(part for part in parts if part)
 
+    def row(self) -> list[str]:
+        """provider, model, first token, total, tokens, error."""
+        response, failed = self.response, self.error is not None
+        if response is None:
+            return [self.target, "", "", "", "", type(self.error).__name__]
+        return [
+            response.provider, response.model,
+            "" if response.first_token_s is None else f"{response.first_token_s:.2f} s",
+            "" if failed and not response.text else f"{response.total_s:.2f} s",
+            "" if response.tokens is None else str(response.tokens),
+            type(self.error).__name__ if failed else "",
+        ]
 
-def table(answers: list[Answer]) -> tuple[str, str]:
+
+TABLE_HEADERS = ["provider", "model", "first token", "total", "tokens", "error"]
+
+
+def table(lanes: list[Lane]) -> tuple[str, str]:
     """The comparison table as Markdown and as aligned plain text."""
-    headers = ["provider", "model", "first token", "total", "tokens", "error"]
-    rows = [[
-        a.provider, a.model,
-        "" if a.first_token_s is None else f"{a.first_token_s:.2f} s",
-        "" if a.error is not None and not a.text else f"{a.total_s:.2f} s",
-        "" if a.tokens is None else str(a.tokens),
-        "" if a.error is None else type(a.error).__name__,
-    ] for a in answers]
+    headers, rows = TABLE_HEADERS, [lane.row() for lane in lanes]
     markdown = "\n".join(["| " + " | ".join(r) + " |" for r in [headers, ["---"] * len(headers), *rows]])
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     plain = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [headers, *rows])
@@ -222,20 +134,20 @@ class _Board:
 
     def finish(self) -> None:
         self.refresh(final=True)
-        markdown, plain = table([lane.answer for lane in self._lanes])
+        markdown, plain = table(self._lanes)
         if self._publish is None:
             print(plain, flush=True)
         else:
             self._publish({"text/markdown": markdown, "text/plain": plain}, {})
 
 
-def run_compare(call: Call, targets: list[str]) -> list[Answer]:
+def run_compare(call: Call, targets: list[str]) -> list[Lane]:
     """Stream every target at once; raise only when every one of them failed."""
     lanes = [Lane(t) for t in targets]
     for lane in lanes:
         lane.prepare(call)
     cancel = threading.Event()
-    threads = [threading.Thread(target=lane.run, args=(call, cancel), daemon=True, name=f"nbllm {lane.target}")
+    threads = [threading.Thread(target=lane.run, args=(cancel,), daemon=True, name=f"nbllm {lane.target}")
                for lane in lanes]
     board = _Board(call.shell, lanes)
     for thread in threads:
@@ -255,8 +167,6 @@ def run_compare(call: Call, targets: list[str]) -> list[Answer]:
         board.finish()
         raise
     board.finish()
-    answers = [lane.answer for lane in lanes]
-    if all(a.error is not None for a in answers):
-        first = answers[0].error
-        raise add_note(first, "Every provider in the comparison failed; the table lists why.")  # type: ignore[arg-type]
-    return answers
+    if all(lane.error is not None for lane in lanes):
+        raise add_note(lanes[0].error, "Every provider in the comparison failed; the table lists why.")  # type: ignore[arg-type]
+    return lanes

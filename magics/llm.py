@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.process import arg_split
-from traitlets import Bool, Int, Unicode, observe
+from traitlets import Bool, Int, TraitError, Unicode, observe
 
 from nbllm.validate import finite, seconds, token_count
 
 if TYPE_CHECKING:
     from nbllm.session import Session
+
+    from .handler_context import MagicContext
 
 
 @magics_class
@@ -51,6 +52,20 @@ class LLMMagics(Magics):
             if self.default_provider and not os.environ.get("NBLLM_DEFAULT"):
                 session.use_default(self.default_provider, "the LLMMagics.default_provider setting")
         return session
+
+    def context(self) -> MagicContext:
+        """What the handlers may use of this magic."""
+        from .handler_context import MagicContext
+
+        return MagicContext(shell=self.shell, session=self.session(), stream=self.stream, format=self.format,
+                            set_option=self.set_option, parse=self.parse)
+
+    def set_option(self, name: str, value: Any) -> None:
+        """Change a setting; None restores its default; a bad value is a usage error."""
+        try:
+            setattr(self, name, value if value is not None else self.trait_defaults(name))
+        except TraitError as exc:
+            raise UsageError(f"Bad value for {name}: {value!r} ({type(exc).__name__}).") from None
 
     @observe("max_history")
     def _max_history_changed(self, change: dict[str, Any]) -> None:
@@ -87,13 +102,14 @@ class LLMMagics(Magics):
         if cell is None:
             from .commands import run_line
 
-            return run_line(self, line)
+            return run_line(self.context(), line)
+        from .ask import run_cell, split_words
+
         if {"-h", "--help"} & set(split_words(line)):
             print(self.llm.parser.format_help())
             return None
-        from .ask import run_cell
 
-        run_cell(self, self.parse(line), cell)
+        run_cell(self.context(), self.parse(line), cell)
         return None
 
     def parse(self, line: str) -> Any:
@@ -107,13 +123,7 @@ class LLMMagics(Magics):
 @functools.lru_cache(maxsize=64)
 def _parsed(line: str) -> tuple[tuple[str, Any], ...]:
     """The %%llm line's options (a usage error is raised, never kept)."""
+    from .ask import split_words
+
     return tuple(vars(LLMMagics.llm.parser.parse_args(split_words(line))).items())
 
-
-def split_words(line: str) -> list[str]:
-    """The words of a magic line, quoted as in a shell; an open quote is a usage error."""
-    try:
-        return arg_split(line, posix=True)
-    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
-        raise UsageError(f"Could not read the %llm line ({exc}): close each quote, and end the line "
-                         "without a lone backslash.") from None

@@ -1,6 +1,7 @@
 """Show a streamed answer: one display updated in place (rich frontends) or stdout (terminal).
 
-The renderer only consumes ``Delta``s; it never touches HTTP. Text is kept as a list of pieces
+The renderer only presents a ``Response`` (which adds up the answer, times it and closes the
+stream); it never touches HTTP. Text is kept as a list of pieces
 and joined only when a render happens (the joined text is kept, so a render copies the text
 once instead of re-joining every piece). Every render publishes the whole text so far, so the
 wait between renders grows with the text: at least ``interval`` seconds (at most ~10 updates a
@@ -16,12 +17,12 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from nbllm.chat import Delta, Usage
 from nbllm.errors import NbllmError, StreamInterrupted
+from nbllm.messages import Delta
+from nbllm.response import Response
 
 Clock = Callable[[], float]
 Publish = Callable[..., None]
@@ -33,38 +34,16 @@ CHAR_BUDGET = 200_000  # characters a second the in-place display may be sent on
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.S)
 
 
-@dataclass
-class Answer:
-    """What one provider produced, with the figures shown in the footer and the compare table."""
-
-    provider: str
-    model: str
-    text: str = ""
-    reasoning: str = ""
-    usage: Usage | None = None
-    finish_reason: str | None = None
-    first_token_s: float | None = None
-    total_s: float = 0.0
-    note: str = ""  # "interrupted", "stream dropped", "answered after ernie failed", ...
-    error: NbllmError | None = field(default=None, repr=False)
-
-    @property
-    def tokens(self) -> int | None:
-        if self.usage is None:
-            return None
-        return self.usage.completion_tokens or self.usage.total_tokens
-
-
-def footer(answer: Answer) -> str:
+def footer(response: Response, note: str = "") -> str:
     """One line: provider, model, time to first token, total time, tokens, and any note."""
-    parts = [answer.provider, answer.model]
-    if answer.first_token_s is not None:
-        parts.append(f"first token {answer.first_token_s:.2f} s")
-    parts.append(f"total {answer.total_s:.2f} s")
-    if answer.tokens is not None:
-        parts.append(f"{answer.tokens} tokens")
-    if answer.note:
-        parts.append(answer.note)
+    parts = [response.provider, response.model]
+    if response.first_token_s is not None:
+        parts.append(f"first token {response.first_token_s:.2f} s")
+    parts.append(f"total {response.total_s:.2f} s")
+    if response.tokens is not None:
+        parts.append(f"{response.tokens} tokens")
+    if note:
+        parts.append(note)
     return " · ".join(parts)
 
 
@@ -117,7 +96,7 @@ def reasoning_bundle(text: str, *, final: bool) -> dict[str, Any]:
 class View(Protocol):
     def feed(self, delta: Delta) -> None: ...
 
-    def finish(self, answer: Answer) -> None: ...
+    def finish(self, response: Response, note: str) -> None: ...
 
 
 class _Part:
@@ -168,9 +147,9 @@ class RichView:
         if first or (self._dirty() and self._clock() - self._last >= self._interval):
             self._render(final=False)
 
-    def finish(self, answer: Answer) -> None:
+    def finish(self, response: Response, note: str) -> None:
         self._render(final=True)
-        line = footer(answer)
+        line = footer(response, note)
         self._publish({"text/plain": line, "text/html": f"<small>{html.escape(line)}</small>"}, {})
 
     def _dirty(self) -> bool:
@@ -216,64 +195,36 @@ class TerminalView:
             self._out(delta.text)
             self._wrote = True
 
-    def finish(self, answer: Answer) -> None:
+    def finish(self, response: Response, note: str) -> None:
+        line = footer(response, note)
         if self._in_reasoning:
             self._out("\x1b[0m")
-        self._out(f"\n\n{footer(answer)}\n" if self._wrote or self._in_reasoning else f"{footer(answer)}\n")
+        self._out(f"\n\n{line}\n" if self._wrote or self._in_reasoning else f"{line}\n")
 
 
-def consume(deltas: Iterator[Delta], view: View, answer: Answer, *, start: float,
-            clock: Clock = time.perf_counter) -> Answer:
-    """Feed a stream to a view and fill in ``answer``; the stream is closed on every exit path.
+def show(response: Response, view: View, note: str = "") -> Response:
+    """Feed a response to a view and end it with the footer; returns the finished response.
 
-    An interrupt or a dropped stream keeps the partial text on screen and is raised again so
-    the cell fails; an error before any text shows nothing and is raised as it is.
+    The response closes its stream before anything more is rendered. An interrupt or a dropped
+    stream keeps the partial text on screen and is raised again so the cell fails; an error
+    before any text shows nothing and is raised as it is.
     """
-    text: list[str] = []
-    reasoning: list[str] = []
     try:
-        _pump(deltas, view, answer, text, reasoning, start, clock)
+        for delta in response:
+            view.feed(delta)
     except KeyboardInterrupt:
-        _end(answer, text, reasoning, start, clock, "interrupted: partial answer")
-        view.finish(answer)
+        response.close()
+        view.finish(response, "interrupted: partial answer")
         raise
-    except StreamInterrupted as exc:
-        exc.partial_text = exc.partial_text or "".join(text)
-        _end(answer, text, reasoning, start, clock, "stream dropped: partial answer")
-        view.finish(answer)
+    except StreamInterrupted:
+        view.finish(response, "stream dropped: partial answer")
         raise
     except NbllmError:
-        if any(text) or any(reasoning):
-            _end(answer, text, reasoning, start, clock, "failed: partial answer")
-            view.finish(answer)
+        if response.text or response.reasoning:
+            view.finish(response, "failed: partial answer")
         raise
-    _end(answer, text, reasoning, start, clock, answer.note)
-    view.finish(answer)
-    return answer
-
-
-def _pump(deltas: Iterator[Delta], view: View, answer: Answer, text: list[str], reasoning: list[str],
-          start: float, clock: Clock) -> None:
-    try:
-        for delta in deltas:
-            if answer.first_token_s is None and (delta.text or delta.reasoning):
-                answer.first_token_s = clock() - start
-            text.append(delta.text)
-            reasoning.append(delta.reasoning)
-            answer.usage = delta.usage or answer.usage
-            answer.finish_reason = delta.finish_reason or answer.finish_reason
-            view.feed(delta)
-    finally:  # close the connection first, whatever happened, before anything is rendered
-        close = getattr(deltas, "close", None)
-        if close is not None:
-            close()
-
-
-def _end(answer: Answer, text: list[str], reasoning: list[str], start: float, clock: Clock, note: str) -> None:
-    answer.text = "".join(text)
-    answer.reasoning = "".join(reasoning)
-    answer.total_s = clock() - start
-    answer.note = note
+    view.finish(response, note)
+    return response
 
 
 def is_rich(shell: Any) -> bool:

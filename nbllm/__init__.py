@@ -11,19 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# Load the submodule nbllm.chat (small: dataclasses only) before the function chat() below is
-# defined: a submodule loaded later would replace the function on the package attribute.
-from nbllm import chat as _chat_values  # noqa: E402, F401, I001
-
 if TYPE_CHECKING:
-    from nbllm.chat import Message, Reply
+    from nbllm.messages import Message
+    from nbllm.response import Response
 
 __all__ = ["__version__", "chat", "stream", "set_key", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def chat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
-         system: str | None = None, **params: Any) -> Reply:
-    """Ask once and get a ``Reply`` (text, reasoning, usage, latency); no history is kept.
+         system: str | None = None, **params: Any) -> Response:
+    """Ask once and get the finished ``Response`` (text, reasoning, usage, latency); no history is kept.
 
     ``provider`` is ``"id"`` or ``"id:model"``; ``params`` are options such as temperature,
     max_tokens, top_p or timeout.

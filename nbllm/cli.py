@@ -16,15 +16,17 @@ import argparse
 import contextlib
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from nbllm import __version__
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.secrets import redact
 from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
 from nbllm.validate import finite, seconds, token_count
+
+if TYPE_CHECKING:
+    from nbllm.response import Response
 
 
 # -- output helpers -------------------------------------------------------------------------
@@ -50,12 +52,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     """One model per line; the built-in list, with a note on stderr, when the live list fails."""
     from nbllm.config import get_spec
     from nbllm.keys import require_key
-    from nbllm.providers.base import provider_class
+    from nbllm.providers.base import make_provider
 
     spec = get_spec(args.provider)
     if spec.lists_models:
         try:
-            provider = provider_class(spec.dialect)(spec, require_key(spec), timeout=args.timeout, max_retries=0)
+            provider = make_provider(spec, require_key(spec), timeout=args.timeout, max_retries=0)
             try:
                 names = provider.models()
             finally:
@@ -73,6 +75,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """Stream one answer to stdout; reasoning (when asked for) goes to stderr."""
+    from nbllm.messages import as_messages
     from nbllm.session import Session
 
     _check_text_args(args)
@@ -81,17 +84,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
         raise _Usage("no prompt: give one as an argument or on stdin")
     session = Session(args.provider)
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "timeout": args.timeout}
-    start = time.perf_counter()
     try:
-        text, first, usage = _print_stream(session.stream(prompt, args.provider, args.model, args.system, **params),
-                                           args.show_reasoning, start)
+        response = session.respond(as_messages(prompt, args.system), args.provider, args.model, params=params,
+                                   source="cli")
+        _print_stream(response, args.show_reasoning)
     finally:
         session.close()
     if args.stats:
-        model = args.model or _model_of(session, args.provider)
-        tokens = f", {usage.total_tokens} tokens" if usage and usage.total_tokens else ""
+        tokens = f", {response.usage.total_tokens} tokens" if response.usage.total_tokens else ""
+        first = response.first_token_s
         first_txt = f"first token {first:.2f} s, " if first is not None else ""
-        _out(f"[{session.provider}:{model}] {first_txt}total {time.perf_counter() - start:.2f} s{tokens}", sys.stderr)
+        _out(f"[{response.provider}:{response.model}] {first_txt}total {response.total_s:.2f} s{tokens}", sys.stderr)
     return 0
 
 
@@ -118,33 +121,17 @@ def _check_text_args(args: argparse.Namespace) -> None:
                              f"at character {bad + 1} cannot be decoded. Check the terminal's encoding.")
 
 
-def _print_stream(deltas: Iterator[Any], show_reasoning: bool, start: float) -> tuple[str, float | None, Any]:
+def _print_stream(response: Response, show_reasoning: bool) -> None:
     """Write text as it arrives; end with a newline even when the stream breaks off."""
-    text: list[str] = []
-    first: float | None = None
-    usage = None
-    with contextlib.closing(deltas) if hasattr(deltas, "close") else contextlib.nullcontext():
-        try:
-            for delta in deltas:
-                if first is None and (delta.text or delta.reasoning):
-                    first = time.perf_counter() - start
-                if delta.reasoning and show_reasoning:
-                    _out(delta.reasoning, sys.stderr, end="", masked=True)
-                if delta.text:
-                    text.append(delta.text)
-                    _out(delta.text, end="", masked=True)
-                usage = delta.usage or usage
-        finally:
-            if text and not text[-1].endswith("\n"):
-                _out("")
-    return "".join(text), first, usage
-
-
-def _model_of(session: Any, target: str | None) -> str:
-    from nbllm.config import get_spec, split_target
-
-    pid, model = split_target(target) if target else (session.provider, session.model or None)
-    return model or get_spec(pid).default_model
+    try:
+        for delta in response:
+            if delta.reasoning and show_reasoning:
+                _out(delta.reasoning, sys.stderr, end="", masked=True)
+            if delta.text:
+                _out(delta.text, end="", masked=True)
+    finally:
+        if response.text and not response.text.endswith("\n"):
+            _out("")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

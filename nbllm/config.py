@@ -226,7 +226,7 @@ def load_specs(config: dict[str, Any] | None = None) -> dict[str, ProviderSpec]:
 def _env_keys(specs: dict[str, ProviderSpec]) -> tuple[str, ...]:
     """The environment variables that can change these specs' base URLs."""
     names = [f"NBLLM_{env_name(pid)}_BASE_URL" for pid in specs]
-    return tuple(names + [spec.base_url_env for spec in specs.values() if spec.base_url_env])
+    return tuple(names + [env for spec in specs.values() for env in (spec.base_url_env, spec.model_path_env) if env])
 
 
 def _env_values(names: tuple[str, ...]) -> tuple[str | None, ...]:
@@ -254,8 +254,18 @@ def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
         if not url and spec.base_url_env and pid not in (config.get("providers") or {}):
             url = os.environ.get(spec.base_url_env)
         if url:
-            specs[pid] = spec.with_changes(base_url=url)
+            specs[pid] = spec = spec.with_changes(base_url=url)
+        if spec.dialect == "local":
+            specs[pid] = _with_model_path(spec)
     return specs
+
+
+def _with_model_path(spec: ProviderSpec) -> ProviderSpec:
+    """An in-process model is a file, not a URL: its ``model_path`` comes from the env variable
+    (``NBLLM_LOCAL_MODEL``), else ``model_path`` in the config file, else ``base_url`` there (the
+    spelling older nbllm versions read, still honoured)."""
+    env = os.environ.get(spec.model_path_env or "") if spec.model_path_env else None
+    return spec.with_changes(model_path=env or spec.model_path or spec.base_url, base_url="")
 
 
 def get_spec(provider_id: str, specs: dict[str, ProviderSpec] | None = None) -> ProviderSpec:

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from nbllm.chat import Delta, Reply
+from nbllm.messages import Delta
 
 SHORT = 6  # secrets shorter than this are masked as whole words only
 TINY = 3  # secrets shorter than this are not masked in prompts and answers
@@ -232,7 +232,3 @@ def redact_deltas(deltas: Iterator[Delta]) -> Iterator[Delta]:
         if close is not None:
             close()
 
-
-def redact_reply(reply: Reply) -> Reply:
-    """A whole answer (``--no-stream``, ``stream=False``) with secrets masked."""
-    return replace(reply, text=redact_text(reply.text), reasoning=redact_text(reply.reasoning))

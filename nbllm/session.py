@@ -6,18 +6,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from traitlets import Dict, HasTraits, Int, Unicode, observe, validate
 
-from nbllm.chat import ChatRequest, Delta, Message, Reply, as_messages
 from nbllm.config import default_source, get_spec, load_specs, split_target
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.keys import require_key
-from nbllm.providers.base import Provider, collect, provider_class
+from nbllm.messages import ChatRequest, Message, as_messages
+from nbllm.providers.base import Provider, make_provider
 from nbllm.providers.catalog import ProviderSpec
-from nbllm.secrets import redact_deltas, redact_reply
+from nbllm.response import Callback, Response
 from nbllm.validate import check_options
 
 
@@ -32,7 +32,7 @@ class Session(HasTraits):
     def __init__(self, target: str | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.history: list[Message] = []
-        self._providers: dict[tuple[str, str, str | None], Provider] = {}
+        self._providers: dict[tuple[str, str, str, str | None], Provider] = {}
         self.default_error: NbllmError | None = None  # why the configured default cannot be used
         if target:
             self.use(target)
@@ -91,21 +91,22 @@ class Session(HasTraits):
         pid = split_target(target)[0] if target else self._current()
         return get_spec(pid)
 
-    def resolve(self, target: str | None = None, model: str | None = None, *,
-                timeout: float | None = None) -> tuple[Provider, str]:
-        """The provider object and model name a call goes to; a missing key fails here."""
+    def resolve(self, target: str | None = None, model: str | None = None) -> tuple[Provider, str]:
+        """The provider object and model name a call goes to; a missing key fails here.
+
+        Providers are kept per id, address (URL or model file) and key, so a changed config or
+        key gets a new one; timeouts travel with each request and never make a second provider.
+        """
         if target:
             pid, target_model = split_target(target)
         else:
             pid, target_model = self._current(), self.model or None
-        specs = load_specs()
-        spec = get_spec(pid, specs)
+        spec = get_spec(pid, load_specs())
         key = require_key(spec)
-        cache_key = (spec.id, spec.base_url, key, timeout)
-        provider = self._providers.get(cache_key)  # type: ignore[arg-type]
+        cache_key = (spec.id, spec.base_url, spec.model_path, key)
+        provider = self._providers.get(cache_key)
         if provider is None:
-            provider = provider_class(spec.dialect)(spec, key, timeout=timeout)
-            self._providers[cache_key] = provider  # type: ignore[index]
+            provider = self._providers[cache_key] = make_provider(spec, key)
         return provider, model or target_model or spec.default_model
 
     def request(self, messages: list[Message], model: str, params: dict[str, Any]) -> ChatRequest:
@@ -128,26 +129,36 @@ class Session(HasTraits):
             provider.close()
         self._providers.clear()
 
-    # -- the Python API's calls -----------------------------------------------------------
-    def _prepare(self, prompt: str | list[Message], target: str | None, model: str | None,
-                 system: str | None, params: dict[str, Any]) -> tuple[Provider, ChatRequest]:
-        check_options(params)
-        timeout = params.get("timeout") or self.params.get("timeout")
-        provider, model_name = self.resolve(target, model, timeout=timeout)
-        return provider, self.request(as_messages(prompt, system), model_name, params)
+    def recorder(self, prompt: str, *, fresh: bool = False) -> Callback:
+        """A completion callback that keeps a successful exchange (after a reset when ``fresh``)."""
+        def record(response: Response) -> None:
+            if response.ok:
+                if fresh:
+                    self.reset()
+                self.remember(prompt, response.text)
+
+        return record
+
+    # -- asking ---------------------------------------------------------------------------
+    def respond(self, messages: list[Message], target: str | None = None, model: str | None = None, *,
+                params: dict[str, Any] | None = None, stream: bool = True, source: str = "api",
+                on_done: Iterable[Callback] = ()) -> Response:
+        """The unread ``Response`` for messages sent to a target with this session's options."""
+        check_options(params or {})
+        provider, model_name = self.resolve(target, model)
+        request = self.request(messages, model_name, params or {})
+        return provider.respond(request, stream=stream, source=source, on_done=on_done)
 
     def stream(self, prompt: str | list[Message], target: str | None = None, model: str | None = None,
-               system: str | None = None, **params: Any) -> Iterator[Delta]:
-        provider, request = self._prepare(prompt, target, model, system, params)
-        return redact_deltas(provider.stream(request))
+               system: str | None = None, **params: Any) -> Response:
+        """The Python API's streamed answer: iterate it for deltas."""
+        return self.respond(as_messages(prompt, system), target, model, params=params)
 
     def chat(self, prompt: str | list[Message], target: str | None = None, model: str | None = None,
-             system: str | None = None, **params: Any) -> Reply:
+             system: str | None = None, **params: Any) -> Response:
+        """The Python API's whole answer (``stream=False`` asks for it in one request)."""
         streamed = params.pop("stream", True)
-        provider, request = self._prepare(prompt, target, model, system, params)
-        if not streamed:
-            return redact_reply(provider.complete(request))
-        return collect(provider.spec.id, request.model, redact_deltas(provider.stream(request)))
+        return self.respond(as_messages(prompt, system), target, model, params=params, stream=streamed).reply()
 
 
 _default: Session | None = None

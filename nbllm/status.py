@@ -38,9 +38,9 @@ def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
     specs = load_specs()
     if ids:
         return [get_spec(i, specs) for i in ids]
-    builtin_urls = {s.id: s.base_url for s in BUILTIN}
+    builtin = {s.id: (s.base_url, s.model_path) for s in BUILTIN}
     return [s for s in specs.values()
-            if (s.key_env and has_key(s)) or s.base_url != builtin_urls.get(s.id)]
+            if (s.key_env and has_key(s)) or (s.base_url, s.model_path) != builtin.get(s.id)]
 
 
 @dataclass(frozen=True)
@@ -66,21 +66,20 @@ class CheckResult:
 CHECK_HEADERS = ["ID", "MODEL", "RESULT", "FIRST TOKEN", "TOTAL", "ANSWER / ERROR"]
 
 
-def check_provider(spec: ProviderSpec, timeout: float = 30.0) -> CheckResult:
+def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli") -> CheckResult:
     """Send CHECK_PROMPT once (no retries) and time it; failures are results, not raised."""
-    from nbllm.chat import ChatRequest
     from nbllm.keys import require_key
-    from nbllm.providers.base import collect, provider_class
-    from nbllm.secrets import redact_deltas
+    from nbllm.messages import ChatRequest
+    from nbllm.providers.base import make_provider
 
     model = spec.default_model
     start = time.perf_counter()
     try:
-        provider = provider_class(spec.dialect)(spec, require_key(spec), timeout=timeout, max_retries=0)
+        provider = make_provider(spec, require_key(spec), timeout=timeout, max_retries=0)
         request = ChatRequest(messages=[{"role": "user", "content": CHECK_PROMPT}], model=model,
                               params={"max_tokens": 16})
         try:
-            reply = collect(spec.id, model, redact_deltas(provider.stream(request)))
+            reply = provider.respond(request, source=source).reply()
         finally:
             provider.close()
     except NbllmError as exc:

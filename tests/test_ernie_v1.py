@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import nbllm
-from nbllm.chat import ChatRequest
 from nbllm.config import get_spec
 from nbllm.errors import (
     AuthError,
@@ -25,6 +24,7 @@ from nbllm.errors import (
     ServerError,
     StreamInterrupted,
 )
+from nbllm.messages import ChatRequest
 from nbllm.providers.ernie_v1 import ErnieV1Provider, build_body, endpoint_for
 from tests.fakes.ernie_server import CHAT_PREFIX, ErnieAnswer, ErnieError, FakeErnieServer
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 import nbllm
-from nbllm.chat import ChatRequest
 from nbllm.config import get_spec
 from nbllm.errors import (
     AuthError,
@@ -25,6 +24,7 @@ from nbllm.errors import (
     ServerError,
     StreamInterrupted,
 )
+from nbllm.messages import ChatRequest
 from nbllm.providers.openai_compat import OpenAICompatProvider
 from tests.conftest import UseFake
 from tests.fakes.loopback import free_port

@@ -102,8 +102,8 @@ def test_set_key_refuses_an_unknown_provider() -> None:
 
 
 def test_a_key_handed_to_a_provider_directly_is_checked(openai_server: FakeOpenAIServer) -> None:
-    from nbllm.chat import ChatRequest
     from nbllm.config import get_spec
+    from nbllm.messages import ChatRequest
     from nbllm.providers.openai_compat import OpenAICompatProvider
 
     spec = get_spec("qwen").with_changes(base_url=openai_server.base_url)

@@ -38,7 +38,11 @@ def test_providers_command_does_not_load_converter_or_widgets(tmp_path: Path) ->
 
 
 def test_chat_function_not_shadowed_by_submodule() -> None:
+    import importlib.util
+
     import nbllm
-    import nbllm.chat  # noqa: F401 - the submodule of the same name
+    import nbllm.messages  # noqa: F401 - the values that used to live in a submodule named chat
+    import nbllm.response  # noqa: F401
 
     assert callable(nbllm.chat) and nbllm.chat.__module__ == "nbllm"
+    assert importlib.util.find_spec("nbllm.chat") is None  # no module of that name to shadow it

@@ -135,3 +135,17 @@ def test_a_file_that_is_not_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_models_shows_the_file_name(local_model: Path) -> None:
     provider, _ = Session("local").resolve()
     assert provider.models() == [local_model.name]
+
+
+def test_model_path_from_the_env_the_config_file_or_its_older_base_url(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbllm.config import get_spec
+
+    config = tmp_path / "local.toml"
+    monkeypatch.setenv("NBLLM_CONFIG", str(config))
+    config.write_text('[providers.local]\nbase_url = "/old/a.gguf"\n', encoding="utf-8")
+    assert (get_spec("local").model_path, get_spec("local").base_url) == ("/old/a.gguf", "")
+    config.write_text('[providers.local]\nmodel_path = "/new/b.gguf"\n', encoding="utf-8")
+    assert get_spec("local").model_path == "/new/b.gguf"
+    monkeypatch.setenv("NBLLM_LOCAL_MODEL", "/env/c.gguf")
+    assert get_spec("local").model_path == "/env/c.gguf"

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 
 import nbllm
-from nbllm.chat import ChatRequest
 from nbllm.config import get_spec
 from nbllm.errors import (
     BadRequestError,
@@ -16,6 +15,7 @@ from nbllm.errors import (
     StreamInterrupted,
     UnknownModelError,
 )
+from nbllm.messages import ChatRequest
 from nbllm.providers.ollama import OllamaProvider, chat_body, ollama_base_url
 from nbllm.session import Session
 from tests.fakes.loopback import free_port

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from nbllm.chat import ChatRequest, Delta, Usage
 from nbllm.config import get_spec
 from nbllm.errors import (
     AuthError,
@@ -17,6 +16,7 @@ from nbllm.errors import (
     ServerError,
     StreamInterrupted,
 )
+from nbllm.messages import ChatRequest, Delta, Usage
 from nbllm.providers.openai_compat import OpenAICompatProvider
 from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer, qianfan_error
 
@@ -208,13 +208,13 @@ def test_response_closed_when_consumer_stops_early(openai_server: FakeOpenAIServ
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     provider = make(openai_server)
     opened: list[Any] = []
-    real_open = provider.open_stream
+    real_open = provider.send
 
     def spy(*args: Any, **kw: Any) -> Any:
         opened.append(real_open(*args, **kw))
         return opened[-1]
 
-    monkeypatch.setattr(provider, "open_stream", spy)
+    monkeypatch.setattr(provider, "send", spy)
     openai_server.enqueue(Answer(["a", "b", "c", "d"], chunk_delay=0.05), Answer(["x", "y"], chunk_delay=0.05))
     gen = provider.stream(ask())
     assert next(gen).text == "a"

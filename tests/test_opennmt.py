@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 import nbllm
-from nbllm.chat import ChatRequest
 from nbllm.config import get_spec
 from nbllm.errors import BadRequestError, ServerError, UnknownModelError
+from nbllm.messages import ChatRequest
 from nbllm.providers import opennmt
 from nbllm.providers.opennmt import OpenNMTProvider, segments
 from nbllm.session import Session

@@ -6,19 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from nbllm.magics.render import (
-    Answer,
-    RichView,
-    TerminalView,
-    bundle,
-    consume,
-    extract_code,
-    footer,
-    is_rich,
-)
+from nbllm.magics.render import RichView, TerminalView, bundle, extract_code, footer, is_rich, show
 
-from nbllm.chat import Delta, Usage
 from nbllm.errors import AuthError, StreamInterrupted
+from nbllm.messages import Delta, Usage
+from nbllm.response import Response
 
 
 class Clock:
@@ -29,6 +21,11 @@ class Clock:
     def __call__(self) -> float:
         self.now += self.step
         return self.now
+
+
+def response(deltas: Iterator[Delta], clock: Any = None) -> Response:
+    """A response over test deltas (provider "p", model "m"), timed by the given clock."""
+    return Response.from_deltas(deltas, provider="p", model="m", **({"clock": clock} if clock else {}))
 
 
 class Recorder:
@@ -44,8 +41,7 @@ def test_updates_are_bounded_by_time_whatever_the_delta_rate() -> None:
     clock, publish = Clock(0.0005), Recorder()
     view = RichView(publish, clock=clock)
     start = clock()
-    answer = consume(iter([Delta(text=f"t{i} ") for i in range(5000)]), view, Answer("p", "m"), start=start,
-                     clock=clock)
+    answer = show(response(iter([Delta(text=f"t{i} ") for i in range(5000)]), clock), view)
     elapsed = clock.now - start
     assert view.updates <= elapsed / 0.1 + 2
     assert view.updates >= elapsed / 0.1 - 1  # and it does keep updating while the answer streams
@@ -60,7 +56,7 @@ def test_reasoning_has_its_own_display_and_is_collapsed_at_the_end() -> None:
     clock, publish = Clock(0.001), Recorder()
     view = RichView(publish, clock=clock)
     deltas = [Delta(reasoning="think "), Delta(reasoning="more"), Delta(text="answer")]
-    answer = consume(iter(deltas), view, Answer("p", "m"), start=0.0, clock=clock)
+    answer = show(response(iter(deltas), clock), view)
     ids = {c["transient"]["display_id"] for c in publish.calls if c["transient"]}
     assert len(ids) == 2
     reasoning = [c for c in publish.calls if c["transient"] and c["transient"]["display_id"] == view.reasoning.display_id]
@@ -96,16 +92,17 @@ def test_extract_code() -> None:
 
 
 def test_footer() -> None:
-    full = Answer("ernie", "m", usage=Usage(1, 7, 8), first_token_s=0.25, total_s=1.5, note="after x failed")
-    assert footer(full) == "ernie · m · first token 0.25 s · total 1.50 s · 7 tokens · after x failed"
-    assert footer(Answer("p", "m", total_s=0.1)) == "p · m · total 0.10 s"
+    full = Response.from_deltas([Delta(text="hi", usage=Usage(1, 7, 8))], provider="ernie", model="m",
+                                clock=iter([0.0, 0.25, 1.5]).__next__).reply()
+    assert footer(full, "after x failed") == "ernie · m · first token 0.25 s · total 1.50 s · 7 tokens · after x failed"
+    empty = response(iter([]), iter([0.0, 0.1]).__next__).reply()
+    assert footer(empty) == "p · m · total 0.10 s"
 
 
 def test_terminal_view_writes_deltas_as_they_come() -> None:
     written: list[str] = []
     view = TerminalView(written.append)
-    consume(iter([Delta(reasoning="hmm"), Delta(text="Hi"), Delta(text="!")]), view, Answer("p", "m"),
-            start=0.0, clock=Clock(0.5))
+    show(response(iter([Delta(reasoning="hmm"), Delta(text="Hi"), Delta(text="!")]), Clock(0.5)), view)
     assert written[:4] == ["\x1b[2mhmm", "\x1b[0m\n\n", "Hi", "!"]
     assert written[4].startswith("\n\np · m · first token ")
 
@@ -130,30 +127,28 @@ def test_an_interrupt_closes_the_stream_and_keeps_the_partial_text() -> None:
             if delta.text == "two ":
                 raise KeyboardInterrupt
 
-    answer = Answer("p", "m")
+    answer = response(_stream([Delta(text="one "), Delta(text="two "), Delta(text="three")], closed), Clock(0.1))
     with pytest.raises(KeyboardInterrupt):
-        consume(_stream([Delta(text="one "), Delta(text="two "), Delta(text="three")], closed),
-                InterruptingView(written.append), answer, start=0.0, clock=Clock(0.1))
+        show(answer, InterruptingView(written.append))
     assert closed == [True]
-    assert answer.text == "one two " and answer.note == "interrupted: partial answer"
+    assert answer.text == "one two " and answer.done and not answer.ok
     assert written[-1].endswith("interrupted: partial answer\n")
 
 
 def test_a_dropped_stream_keeps_its_partial_text() -> None:
     closed: list[bool] = []
-    answer = Answer("p", "m")
+    written: list[str] = []
+    answer = response(_stream([Delta(text="par"), Delta(text="tial"), StreamInterrupted("cut")], closed), Clock(0.1))
     with pytest.raises(StreamInterrupted) as info:
-        consume(_stream([Delta(text="par"), Delta(text="tial"), StreamInterrupted("cut")], closed),
-                TerminalView(lambda _: None), answer, start=0.0, clock=Clock(0.1))
-    assert info.value.partial_text == "partial" == answer.text
-    assert closed == [True] and answer.note == "stream dropped: partial answer"
+        show(answer, TerminalView(written.append))
+    assert info.value.partial_text == "partial" == answer.text and answer.error is info.value
+    assert closed == [True] and written[-1].endswith("stream dropped: partial answer\n")
 
 
 def test_an_error_before_any_text_shows_nothing() -> None:
     written: list[str] = []
     with pytest.raises(AuthError):
-        consume(_stream([Delta(), AuthError("no")], []), TerminalView(written.append), Answer("p", "m"),
-                start=0.0, clock=Clock(0.1))
+        show(response(_stream([Delta(), AuthError("no")], []), Clock(0.1)), TerminalView(written.append))
     assert written == []
 
 
@@ -188,7 +183,7 @@ class _Published:
             self.updates += 1
 
 
-def _at_model_pace(n: int, per_s: float) -> tuple[_Published, Answer, float]:
+def _at_model_pace(n: int, per_s: float) -> tuple[_Published, Response, float]:
     """n 4-character deltas arriving at per_s a second on an injected clock the stream moves on."""
     now = [0.0]
 
@@ -199,7 +194,7 @@ def _at_model_pace(n: int, per_s: float) -> tuple[_Published, Answer, float]:
 
     publish = _Published()
     view = RichView(publish, clock=lambda: now[0])
-    answer = consume(deltas(), view, Answer("p", "m"), start=0.0, clock=lambda: now[0])
+    answer = show(response(deltas(), lambda: now[0]), view)
     return publish, answer, n / per_s
 
 

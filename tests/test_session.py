@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import nbllm
-from nbllm.chat import Usage
 from nbllm.errors import StreamInterrupted, UnknownProviderError
+from nbllm.messages import Usage
 from nbllm.session import Session, default_session
 from tests.conftest import UseFake
 from tests.fakes.openai_server import Answer, FakeOpenAIServer
@@ -84,3 +84,23 @@ def test_session_use_history_and_errors(ernie: FakeOpenAIServer) -> None:
     with pytest.raises(UnknownProviderError):
         session.use("nope")
     session.close()
+
+
+def test_a_timeout_travels_with_the_request_and_makes_no_second_provider(ernie: FakeOpenAIServer) -> None:
+    session = Session("ernie")
+    assert session.chat("a", timeout=5).text == "echo: a"
+    assert session.chat("b", timeout=7).text == "echo: b"
+    assert session.chat("c").text == "echo: c"
+    assert len(session._providers) == 1
+
+
+def test_history_is_recorded_by_the_response_callback_only_on_success(ernie: FakeOpenAIServer) -> None:
+    session = Session("ernie")
+    session.remember("old", "answer")
+    ernie.enqueue(Answer(["par", "tial"], cut_after=1))
+    failed = session.respond([{"role": "user", "content": "x"}], on_done=[session.recorder("x", fresh=True)])
+    with pytest.raises(StreamInterrupted):
+        failed.reply()
+    assert len(session.history) == 2  # neither reset nor recorded
+    session.respond([{"role": "user", "content": "y"}], on_done=[session.recorder("y", fresh=True)]).reply()
+    assert session.history == [{"role": "user", "content": "y"}, {"role": "assistant", "content": "echo: y"}]

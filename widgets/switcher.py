@@ -20,7 +20,6 @@ import traitlets
 from nbllm.config import load_specs
 from nbllm.errors import NbllmError
 from nbllm.keys import is_configured, missing_key_hint, set_key
-from nbllm.providers.base import collect
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.secrets import redact
 from nbllm.session import Session, default_session
@@ -186,8 +185,8 @@ class ProviderSwitcher(w.VBox):
     def _list_models(self, spec: ProviderSpec, generation: int) -> None:
         """Ask the provider for its live model list; keep the catalogue if that fails."""
         try:
-            provider, _ = self.session.resolve(spec.id, timeout=LIST_TIMEOUT)
-            live = provider.models()
+            provider, _ = self.session.resolve(spec.id)
+            live = provider.models(timeout=LIST_TIMEOUT)
         except Exception as exc:  # the catalogue is still there; say why the live list is not
             if generation == self._generation:
                 self._set_note(f"Live model list unavailable, showing the catalogue. {_error_text(exc)}")
@@ -240,16 +239,14 @@ class ProviderSwitcher(w.VBox):
     def _run_test(self, target: str) -> None:
         """Send one tiny request and report latency, or the error's one paragraph."""
         try:
-            provider, model = self.session.resolve(target, timeout=TEST_TIMEOUT)
-            request = self.session.request([{"role": "user", "content": TEST_PROMPT}], model,
-                                           {"max_tokens": TEST_MAX_TOKENS})
-            reply = collect(provider.spec.id, model, provider.stream(request))
+            reply = self.session.respond([{"role": "user", "content": TEST_PROMPT}], target, source="widget",
+                                         params={"max_tokens": TEST_MAX_TOKENS, "timeout": TEST_TIMEOUT}).reply()
         except Exception as exc:  # shown in the panel, never raised into the kernel's comm handler
             self._set_note(f"✗ {target} failed. {_error_text(exc)}", error=True)
         else:
             first = f", first token {reply.first_token_s:.2f} s" if reply.first_token_s is not None else ""
             said = reply.text.strip()[:60]
-            self._set_note(f"✓ {provider.spec.id}:{model} answered in {reply.total_s:.2f} s{first}: {said!r}")
+            self._set_note(f"✓ {reply.provider}:{reply.model} answered in {reply.total_s:.2f} s{first}: {said!r}")
         finally:
             self.test_button.disabled = False
 

@@ -1,6 +1,6 @@
 """The built-in providers, as data: one ``ProviderSpec`` row each.
 
-Facts come from shared/PROVIDERS.md. Model lists are suggestions for completion and for the
+Facts come from docs/providers.md (one section per id). Model lists are suggestions for completion and for the
 converter's model map, never a closed list: providers rename models often, so any name is sent.
 """
 
@@ -30,6 +30,8 @@ class ProviderSpec:
     extra_headers: dict[str, str] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
     base_url_env: str | None = None  # an env var the provider's own tools read (OPENAI_BASE_URL)
+    model_path: str = ""  # in-process dialects ("local"): the model file, where others have a URL
+    model_path_env: str | None = None  # an env var naming that file (NBLLM_LOCAL_MODEL)
     lists_models: bool = True  # serves GET /models (or its dialect's listing)
     tiers: dict[str, str] = field(default_factory=dict)
     docs: str = ""
@@ -236,7 +238,7 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         dialect="local",
         base_url="",
         key_required=False,
-        base_url_env="NBLLM_LOCAL_MODEL",  # for this dialect the "base URL" is the GGUF path
+        model_path_env="NBLLM_LOCAL_MODEL",
         models=("gguf",),
         lists_models=False,
     ),

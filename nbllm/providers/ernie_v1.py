@@ -1,6 +1,6 @@
 """Baidu's legacy wenxinworkshop (ERNIE v1) API: OAuth access token, endpoint suffixes, ``is_end`` SSE.
 
-Older accounts and many tutorials still use it (PROVIDERS.md section 2). The key arrives as
+Older accounts and many tutorials still use it (docs/providers.md#ernie-v1). The key arrives as
 "API_KEY:SECRET_KEY"; the access token it buys is cached until it expires, fetched once for
 all concurrent calls, and refreshed once when the service answers 110/111.
 """
@@ -11,23 +11,16 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from nbllm.chat import ChatRequest, Delta, Message, Reply, Usage
-from nbllm.errors import (
-    AuthError,
-    BadRequestError,
-    ContentFilterError,
-    MissingKeyError,
-    ProviderError,
-    StreamInterrupted,
-)
-from nbllm.providers.base import Provider, collect
+from nbllm.errors import AuthError, BadRequestError, ContentFilterError, MissingKeyError, ProviderError
+from nbllm.messages import ChatRequest, Delta, Message, Usage
 from nbllm.providers.catalog import ProviderSpec
-from nbllm.providers.errormap import decode_body, make_error, transport_errors
-from nbllm.secrets import redact, register_secret
+from nbllm.providers.errormap import decode_body, http_errors, make_error
+from nbllm.providers.http import HTTPProvider
+from nbllm.providers.streams import Decoder, sendable, usage_from
+from nbllm.secrets import register_secret
 
 if TYPE_CHECKING:
     import httpx
@@ -92,7 +85,7 @@ class _TokenExpired(Exception):
         self.error = error
 
 
-class ErnieV1Provider(Provider):
+class ErnieV1Provider(HTTPProvider):
     """ERNIE through wenxinworkshop v1 with an OAuth client-credentials access token."""
 
     def __init__(self, spec: ProviderSpec, key: str | None = None, **kw: Any) -> None:
@@ -136,7 +129,7 @@ class ErnieV1Provider(Provider):
         url = f"{_origin(self.spec.base_url)}/oauth/2.0/token"
 
         def attempt() -> dict[str, Any]:
-            with transport_errors(self.spec):
+            with http_errors(self.spec):
                 response = self.client.post(url, params=params, headers={"Accept": "application/json"})
             body = decode_body(response.content)
             if not isinstance(body, dict) or not body.get("access_token"):
@@ -165,9 +158,9 @@ class ErnieV1Provider(Provider):
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
         return self._deltas(request, streamed=True)
 
-    def complete(self, request: ChatRequest) -> Reply:
+    def fetch(self, request: ChatRequest) -> Iterator[Delta]:
         """One non-streamed call: the whole answer in one JSON body."""
-        return collect(self.spec.id, request.model, self._deltas(request, streamed=False))
+        return self._deltas(request, streamed=False)
 
     def chat_path(self, model: str) -> str:
         path = urlsplit(self.spec.base_url).path.rstrip("/")
@@ -178,10 +171,9 @@ class ErnieV1Provider(Provider):
         body = build_body(request, streamed, self.spec.extra_body)  # checked before anything is sent
         answer = self._call(self.chat_path(request.model), body, request.timeout)
         if isinstance(answer, dict):
-            yield self._final_delta(answer, answer.get("result", ""))
+            yield final_delta(answer, answer.get("result", ""))
             return
-        with closing(answer):
-            yield from self._events(answer)
+        yield from self.read_events(answer, ResultDecoder(self.spec))
 
     def _call(self, path: str, body: dict[str, Any], timeout: float | None) -> httpx.Response | dict[str, Any]:
         """Send the chat request; on an expired token buy a new one and send it once more."""
@@ -196,84 +188,76 @@ class ErnieV1Provider(Provider):
 
     def _attempt(self, path: str, body: dict[str, Any], token: str,
                  timeout: float | None) -> httpx.Response | dict[str, Any]:
-        extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
-        response = self.open_stream("POST", path, params={"access_token": token}, json=body, **extra)
+        response = self.send("POST", path, params={"access_token": token}, json=body, timeout=timeout)
         if response.headers.get("content-type", "").startswith("text/event-stream"):
             return response
-        with transport_errors(self.spec), closing(response):
-            payload = decode_body(response.read())
+        payload = decode_body(self.read(response))
         if not isinstance(payload, dict):
             raise make_error(self.spec, None, f"not JSON: {str(payload)[:200]}")
-        self._check(payload, token)
+        check_payload(self.spec, payload, token)
         return payload
 
-    def _check(self, payload: dict[str, Any], token: str) -> None:
-        """Raise for an ``error_code`` body (sent with HTTP 200) or a content-safety verdict."""
-        if "error_code" in payload:
-            error = make_error(self.spec, None, payload)
-            if payload["error_code"] in _EXPIRED_CODES:
-                raise _TokenExpired(token, error)
-            raise error
-        if payload.get("need_clear_history") and "sentence_id" not in payload:
-            raise self._refused(payload, str(payload.get("result") or ""))
 
-    def _refused(self, payload: dict[str, Any], said: str) -> ContentFilterError:
-        """ERNIE answers a blocked prompt with a canned text and ``need_clear_history``."""
-        said = said.strip()
-        return ContentFilterError(
-            f"{self.spec.label} ({self.spec.id}) refused the conversation on content-safety grounds "
-            f"(need_clear_history, ban_round {payload.get('ban_round', -1)})"
-            + (f': "{said}"' if said else "")
-            + ". Rephrase the prompt and clear the history (%llm reset) before asking again.",
-            provider=self.spec.id, code="need_clear_history",
-        )
+class ResultDecoder(Decoder):
+    """wenxinworkshop SSE: ``result`` pieces, ``is_end`` on the last; a content-safety verdict
+    arrives as a canned answer with ``need_clear_history`` and is raised once it is complete."""
 
-    def _events(self, response: httpx.Response) -> Iterator[Delta]:
-        import httpx
-        from httpx_sse import EventSource
+    incomplete = "the stream ended without its last chunk (is_end)"
 
-        received: list[str] = []
-        refusal: list[str] | None = None  # the canned answer of a content-safety verdict
-        try:
-            for event in EventSource(response).iter_sse():
-                if not event.data.strip():
-                    continue
-                chunk = self._parse_chunk(event.data)
-                if chunk.get("need_clear_history") or refusal is not None:
-                    refusal = [*(refusal or []), str(chunk.get("result") or "")]
-                    if chunk.get("is_end"):
-                        raise self._refused(chunk, "".join(refusal))
-                    continue
-                delta = self._final_delta(chunk, chunk.get("result", "")) if chunk.get("is_end") else Delta(
-                    text=str(chunk.get("result") or ""), usage=_usage(chunk.get("usage")))
-                received.append(delta.text)
-                yield delta
-                if chunk.get("is_end"):
-                    return
-        except httpx.TransportError as exc:
-            raise self._interrupted(f"the connection broke ({type(exc).__name__})", received) from exc
-        raise self._interrupted("the stream ended without its last chunk (is_end)", received)
+    def __init__(self, spec: ProviderSpec) -> None:
+        super().__init__(spec)
+        self._refusal: list[str] | None = None  # the canned answer of a content-safety verdict
 
-    def _parse_chunk(self, data: str) -> dict[str, Any]:
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            raise make_error(self.spec, None, f"a stream chunk that is not a JSON object: {data[:200]}")
-        self._check(chunk, "")
-        return chunk
+    def feed(self, data: str, event: str = "") -> list[Delta]:
+        chunk = _parse_chunk(self.spec, data)
+        self.done = bool(chunk.get("is_end"))
+        if chunk.get("need_clear_history") or self._refusal is not None:
+            self._refusal = [*(self._refusal or []), str(chunk.get("result") or "")]
+            if self.done:
+                raise refused(self.spec, chunk, "".join(self._refusal))
+            return []
+        if self.done:
+            return [final_delta(chunk, chunk.get("result", ""))]
+        return [Delta(text=str(chunk.get("result") or ""), usage=_usage(chunk.get("usage")))]
 
-    def _final_delta(self, payload: dict[str, Any], text: Any) -> Delta:
-        reason = str(payload.get("finish_reason") or "normal")
-        return Delta(text=str(text or ""), finish_reason=_FINISH.get(reason, reason),
-                     usage=_usage(payload.get("usage")))
 
-    def _interrupted(self, why: str, received: list[str]) -> StreamInterrupted:
-        return StreamInterrupted(
-            redact(f"{self.spec.label} ({self.spec.id}): {why}; the text so far is kept. Try again."),
-            partial_text="".join(received), provider=self.spec.id,
-        )
+def _parse_chunk(spec: ProviderSpec, data: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        chunk = None
+    if not isinstance(chunk, dict):
+        raise make_error(spec, None, f"a stream chunk that is not a JSON object: {data[:200]}")
+    check_payload(spec, chunk, "")
+    return chunk
+
+
+def check_payload(spec: ProviderSpec, payload: dict[str, Any], token: str) -> None:
+    """Raise for an ``error_code`` body (sent with HTTP 200) or a content-safety verdict."""
+    if "error_code" in payload:
+        error = make_error(spec, None, payload)
+        if payload["error_code"] in _EXPIRED_CODES:
+            raise _TokenExpired(token, error)
+        raise error
+    if payload.get("need_clear_history") and "sentence_id" not in payload:
+        raise refused(spec, payload, str(payload.get("result") or ""))
+
+
+def refused(spec: ProviderSpec, payload: dict[str, Any], said: str) -> ContentFilterError:
+    """ERNIE answers a blocked prompt with a canned text and ``need_clear_history``."""
+    said = said.strip()
+    return ContentFilterError(
+        f"{spec.label} ({spec.id}) refused the conversation on content-safety grounds "
+        f"(need_clear_history, ban_round {payload.get('ban_round', -1)})"
+        + (f': "{said}"' if said else "")
+        + ". Rephrase the prompt and clear the history (%llm reset) before asking again.",
+        provider=spec.id, code="need_clear_history",
+    )
+
+
+def final_delta(payload: dict[str, Any], text: Any) -> Delta:
+    reason = str(payload.get("finish_reason") or "normal")
+    return Delta(text=str(text or ""), finish_reason=_FINISH.get(reason, reason), usage=_usage(payload.get("usage")))
 
 
 def build_body(request: ChatRequest, streamed: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -284,9 +268,7 @@ def build_body(request: ChatRequest, streamed: bool, extra: dict[str, Any] | Non
     body: dict[str, Any] = {"messages": messages, "stream": streamed, **(extra or {})}
     if system:
         body["system"] = system
-    for name, value in request.params.items():
-        if value is None or name in ("stream", "timeout", "model"):
-            continue
+    for name, value in sendable(request.params).items():
         if name == "stop" and isinstance(value, str):
             value = [value]
         body[_PARAM_NAMES.get(name, name)] = value
@@ -309,9 +291,9 @@ def _check_turns(messages: list[Message] | list[dict[str, str]]) -> None:
 
 
 def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict) or not any(raw.get(k) for k in ("prompt_tokens", "completion_tokens")):
+    if not isinstance(raw, dict):
         return None
-    return Usage(raw.get("prompt_tokens"), raw.get("completion_tokens"), raw.get("total_tokens"))
+    return usage_from(raw.get("prompt_tokens"), raw.get("completion_tokens"), raw.get("total_tokens"))
 
 
 def _origin(base_url: str) -> str:

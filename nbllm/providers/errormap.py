@@ -1,4 +1,7 @@
-"""The one place where provider answers and transport failures become ``NbllmError``s."""
+"""The one place where provider answers and transport failures become ``NbllmError``s.
+
+Provider error codes and their sources are listed per provider in docs/providers.md#errors.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from time import time
-from typing import Any
+from typing import Any, Protocol
 
 from nbllm.errors import (
     AuthError,
@@ -20,11 +23,12 @@ from nbllm.errors import (
     RateLimitError,
     RequestTimeout,
     ServerError,
+    StreamInterrupted,
 )
 from nbllm.providers.catalog import ProviderSpec
 
 # Provider codes (and error types) that mean "blocked by content safety" or "out of money",
-# whatever HTTP status they arrive with (PROVIDERS.md sections 1, 2, 8).
+# whatever HTTP status they arrive with (docs/providers.md#errors).
 CONTENT_FILTER_CODES = {"content_filter", "1301", "data_inspection_failed", "sensitive", "336003_safety"}
 QUOTA_CODES = {"insufficient_quota", "1113", "arrearage", "insufficient_balance", "17", "19"}
 RATE_LIMIT_CODES = {"rate_limit_exceeded", "rpm_rate_limit_exceeded", "tpm_rate_limit_exceeded",
@@ -150,27 +154,70 @@ def decode_body(raw: bytes) -> Any:
         return text.strip()
 
 
+class StreamState(Protocol):
+    """What a stream reader knows when its connection fails: the text so far, and whether the
+    provider already said the answer was complete (a finish reason)."""
+
+    finished: bool
+
+    @property
+    def text(self) -> str: ...
+
+
 @contextmanager
-def transport_errors(spec: ProviderSpec) -> Iterator[None]:
-    """Translate httpx's transport failures into the nbllm tree."""
+def http_errors(spec: ProviderSpec, stream: StreamState | None = None) -> Iterator[None]:
+    """The one boundary where httpx's failures become nbllm's, for sending and for reading.
+
+    Before a stream is read (``stream`` None): timeouts, refused connections and broken
+    connections. While a stream is read, whatever the dialect: a break after the finish reason
+    only loses the usage chunk and is ignored; a timeout before any text is a timeout; any other
+    break is ``StreamInterrupted`` carrying the text so far (never retried).
+    """
     import httpx
 
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise RequestTimeout(
+    except (httpx.TransportError, httpx.StreamError) as exc:
+        if stream is None:
+            raise _send_error(spec, exc) from exc
+        if stream.finished:
+            return
+        if isinstance(exc, httpx.TimeoutException):
+            if not stream.text:
+                raise RequestTimeout(
+                    f"{spec.label} ({spec.id}) stopped sending before any text arrived ({type(exc).__name__}). "
+                    "Try again or raise the timeout.",
+                    provider=spec.id,
+                ) from exc
+            raise interrupted(spec, f"the stream stalled ({type(exc).__name__})", stream.text) from exc
+        raise interrupted(spec, f"the connection broke ({type(exc).__name__}: {exc})", stream.text) from exc
+
+
+def _send_error(spec: ProviderSpec, exc: Exception) -> ProviderError:
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeout(
             f"{spec.label} ({spec.id}) did not answer in time ({type(exc).__name__}) at {spec.base_url}. "
             "Try again, raise the timeout (--timeout or timeout=), or check the network and proxy settings.",
             provider=spec.id,
-        ) from exc
-    except (httpx.ConnectError, httpx.ProxyError) as exc:
-        raise ConnectError(
+        )
+    if isinstance(exc, (httpx.ConnectError, httpx.ProxyError)):
+        return ConnectError(
             f"Could not connect to {spec.label} ({spec.id}) at {spec.base_url}: {exc}. Check the network, "
             f"HTTPS_PROXY/NO_PROXY, or set NBLLM_{spec.id.upper().replace('-', '_')}_BASE_URL to a reachable endpoint.",
             provider=spec.id,
-        ) from exc
-    except httpx.TransportError as exc:
-        raise ProtocolError(
-            f"The connection to {spec.label} ({spec.id}) failed: {type(exc).__name__}: {exc}. Try again.",
-            provider=spec.id,
-        ) from exc
+        )
+    return ProtocolError(
+        f"The connection to {spec.label} ({spec.id}) failed: {type(exc).__name__}: {exc}. Try again.",
+        provider=spec.id,
+    )
+
+
+def interrupted(spec: ProviderSpec, why: str, partial: str) -> StreamInterrupted:
+    """A stream that broke off: why, how much arrived, and that the partial text is kept."""
+    return StreamInterrupted(
+        f"{spec.label} ({spec.id}): {why}, after {len(partial)} characters of text. "
+        "The partial answer is kept; run the request again for a full one.",
+        provider=spec.id, partial_text=partial,
+    )

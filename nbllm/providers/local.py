@@ -1,8 +1,9 @@
 """Run a GGUF model in-process with llama-cpp-python: no server, no key, no network.
 
 This is the self-reliant way to use an open model (Qwen, DeepSeek distills, ... from ModelScope).
-The model file is ``NBLLM_LOCAL_MODEL`` or ``base_url`` under ``[providers.local]`` in the config
-file (or a ``.gguf`` path given as the model name); the chat template is the one in the GGUF.
+The model file is the spec's ``model_path``: ``NBLLM_LOCAL_MODEL``, or ``model_path`` under
+``[providers.local]`` in the config file (``base_url`` there, the older spelling, still works), or a
+``.gguf`` path given as the model name; the chat template is the one in the GGUF.
 ``extra_body`` keys that ``Llama()`` takes (``n_ctx``, ``n_gpu_layers``, ...) are used when
 loading, the others are default sampling options. A loaded model is kept per path and used by one call at a time.
 """
@@ -15,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nbllm.chat import ChatRequest, Delta, Usage
 from nbllm.errors import BadRequestError, ConfigError, ServerError
+from nbllm.messages import ChatRequest, Delta, Usage
 from nbllm.providers.base import Provider
+from nbllm.providers.streams import sendable
 
 DEFAULT_N_CTX = 4096
 _LOAD_OPTIONS = {"n_ctx", "n_gpu_layers", "n_threads", "n_batch", "seed", "chat_format", "flash_attn",
@@ -98,24 +100,24 @@ class LocalProvider(Provider):
 
     def model_path(self, model: str = "") -> Path:
         """The GGUF file: a ``.gguf`` model name, else the configured path."""
-        chosen = model if model.lower().endswith(".gguf") else self.spec.base_url
+        chosen = model if model.lower().endswith(".gguf") else self.spec.model_path
         if not chosen.strip():
             raise ConfigError(
                 "The local provider needs a GGUF model file: set NBLLM_LOCAL_MODEL=/path/to/model.gguf, or put "
-                "base_url = \"/path/to/model.gguf\" under [providers.local] in the nbllm config file "
+                "model_path = \"/path/to/model.gguf\" under [providers.local] in the nbllm config file "
                 "(nbllm providers shows where it is). GGUF files of Qwen, DeepSeek distills and others can be "
                 "downloaded from ModelScope or Hugging Face."
             )
         path = Path(chosen.strip()).expanduser()
         if not path.is_file():
             raise ConfigError(
-                f"The local model file {path} does not exist. Set NBLLM_LOCAL_MODEL (or base_url under "
+                f"The local model file {path} does not exist. Set NBLLM_LOCAL_MODEL (or model_path under "
                 "[providers.local] in the nbllm config file) to the path of a downloaded .gguf file."
             )
         return path
 
-    def models(self) -> list[str]:
-        configured = self.spec.base_url.strip()
+    def models(self, timeout: float | None = None) -> list[str]:
+        configured = self.spec.model_path.strip()
         return [Path(configured).name] if configured else list(self.spec.models)
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
@@ -143,9 +145,7 @@ class LocalProvider(Provider):
     def _sampling(self, params: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         unknown = []
-        for name, value in params.items():
-            if value is None or name in ("stream", "timeout", "model"):
-                continue
+        for name, value in sendable(params).items():
             name = _ALIASES.get(name, name)
             if name in _SAMPLING:
                 kwargs[name] = value

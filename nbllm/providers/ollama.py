@@ -1,6 +1,6 @@
 """Ollama's native API: ``/api/chat`` streamed as NDJSON, ``/api/tags`` for the model list.
 
-The host comes from ``OLLAMA_HOST`` in any form Ollama itself accepts (PROVIDERS.md section 6);
+The host comes from ``OLLAMA_HOST`` in any form Ollama itself accepts (docs/providers.md#ollama);
 ``ollama_base_url`` reads it the way Ollama's ``envconfig.Host`` does, and then, like Ollama's
 client, connects to loopback when the value is a bind-everything address such as ``0.0.0.0``.
 """
@@ -11,21 +11,14 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterator
-from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
-from nbllm.chat import ChatRequest, Delta, Usage
-from nbllm.errors import (
-    BadRequestError,
-    ConnectError,
-    ProviderError,
-    ServerError,
-    StreamInterrupted,
-    UnknownModelError,
-)
-from nbllm.providers.base import Provider
+from nbllm.errors import BadRequestError, ConnectError, ServerError, UnknownModelError
+from nbllm.messages import ChatRequest, Delta
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.providers.errormap import make_error
+from nbllm.providers.http import HTTPProvider
+from nbllm.providers.streams import Decoder, sendable, usage_from
 
 if TYPE_CHECKING:
     import httpx
@@ -91,9 +84,7 @@ def chat_body(request: ChatRequest, extra: dict[str, Any] | None = None) -> dict
     body: dict[str, Any] = {"model": request.model, "messages": [dict(m) for m in request.messages],
                             "stream": True, **(extra or {})}
     options: dict[str, Any] = dict(body.pop("options", {}) or {})
-    for name, value in request.params.items():
-        if value is None or name in ("stream", "timeout", "model"):
-            continue
+    for name, value in sendable(request.params).items():
         if name in _TOP_LEVEL:
             body[name] = value
         elif name == "options" and isinstance(value, dict):
@@ -105,85 +96,24 @@ def chat_body(request: ChatRequest, extra: dict[str, Any] | None = None) -> dict
     return body
 
 
-class OllamaProvider(Provider):
-    """A local (or remote) Ollama server through its native API."""
+class LineDecoder(Decoder):
+    """``/api/chat`` NDJSON: one JSON object per line, ``done: true`` on the last."""
 
-    def __init__(self, spec: ProviderSpec, key: str | None = None, **kw: Any) -> None:
-        super().__init__(spec.with_changes(base_url=ollama_base_url(spec.base_url)), key, **kw)
+    incomplete = "the stream ended before its last line (done: true)"
 
-    def stream(self, request: ChatRequest) -> Iterator[Delta]:
-        body = chat_body(request, self.spec.extra_body)
-        extra: dict[str, Any] = {"timeout": request.timeout} if request.timeout else {}
-        response = self._open("api/chat", request.model, json=body, **extra)
-        yield from self._deltas(response)
-
-    def models(self) -> list[str]:
-        """The models pulled on the server (``/api/tags``)."""
-        body = self._request_json("GET", "api/tags")
-        models = body.get("models") if isinstance(body, dict) else None
-        if not isinstance(models, list):
-            raise make_error(self.spec, None, f"/api/tags did not list models: {str(body)[:200]}")
-        return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
-
-    def _request_json(self, method: str, path: str) -> Any:
+    def feed(self, data: str, event: str = "") -> list[Delta]:
         try:
-            return self.request_json(method, path)
-        except ConnectError as exc:
-            raise self._not_running(exc) from exc
-
-    def _open(self, path: str, model: str, **kwargs: Any) -> httpx.Response:
-        """POST and return the open stream; a missing model or a stopped server explained."""
-        try:
-            return self.open_stream("POST", path, **kwargs)
-        except ConnectError as exc:
-            raise self._not_running(exc) from exc
-        except BadRequestError as exc:
-            if exc.status == 404 and _MISSING_MODEL.search(exc.message):
-                raise UnknownModelError(
-                    f"Ollama at {self.spec.base_url} does not have the model {model!r}. Download it with "
-                    f"`ollama pull {model}`, or pick one it has (`ollama list`, or nbllm models ollama).",
-                    provider=self.spec.id,
-                ) from exc
-            raise
-
-    def _not_running(self, exc: ConnectError) -> ConnectError:
-        return ConnectError(
-            f"Ollama is not answering at {self.spec.base_url}. Start it with `ollama serve` (or the Ollama app), "
-            "or point OLLAMA_HOST (or NBLLM_OLLAMA_BASE_URL) at the machine that runs it.",
-            provider=self.spec.id,
-        )
-
-    def _deltas(self, response: httpx.Response) -> Iterator[Delta]:
-        import httpx
-
-        received: list[str] = []
-        with closing(response):
-            try:
-                for line in response.iter_lines():
-                    if not line.strip():
-                        continue
-                    delta, done = self._parse_line(line, received)
-                    received.append(delta.text)
-                    yield delta
-                    if done:
-                        return
-            except httpx.TransportError as exc:
-                raise self._interrupted(f"the connection broke ({type(exc).__name__})", received) from exc
-        raise self._interrupted("the stream ended before its last line (done: true)", received)
-
-    def _parse_line(self, line: str, received: list[str]) -> tuple[Delta, bool]:
-        try:
-            item = json.loads(line)
+            item = json.loads(data)
         except ValueError:
             item = None
         if not isinstance(item, dict):
-            if not received:
-                raise make_error(self.spec, None, f"not NDJSON: {line[:200]}")
-            raise self._interrupted(f"a line that is not JSON arrived ({line[:80]!r})", received)
+            if not self.text:
+                raise make_error(self.spec, None, f"not NDJSON: {data[:200]}")
+            raise self.interrupted(f"a line that is not JSON arrived ({data[:80]!r})")
         if "error" in item:
             said = str(item["error"])
-            if received:
-                raise self._interrupted(f'the server reported an error mid-answer: "{said}"', received)
+            if self.text:
+                raise self.interrupted(f'the server reported an error mid-answer: "{said}"')
             raise ServerError(
                 f'Ollama ({self.spec.id}) at {self.spec.base_url} reported an error: "{said}". Check the server '
                 "log (`ollama serve` output); the model may not fit in memory or its file may be damaged.",
@@ -193,20 +123,52 @@ class OllamaProvider(Provider):
         text = str(message.get("content") or "")
         reasoning = str(message.get("thinking") or "")
         if not item.get("done"):
-            return Delta(text=text, reasoning=reasoning), False
-        return Delta(text=text, reasoning=reasoning, finish_reason=str(item.get("done_reason") or "stop"),
-                     usage=_usage(item)), True
+            return [Delta(text=text, reasoning=reasoning)]
+        self.done = True
+        usage = usage_from(item.get("prompt_eval_count"), item.get("eval_count"))
+        return [Delta(text=text, reasoning=reasoning, finish_reason=str(item.get("done_reason") or "stop"), usage=usage)]
 
-    def _interrupted(self, why: str, received: list[str]) -> ProviderError:
-        return StreamInterrupted(
-            f"Ollama ({self.spec.id}) at {self.spec.base_url}: {why}; the text so far is kept. Try again.",
-            partial_text="".join(received), provider=self.spec.id,
+
+class OllamaProvider(HTTPProvider):
+    """A local (or remote) Ollama server through its native API."""
+
+    def __init__(self, spec: ProviderSpec, key: str | None = None, **kw: Any) -> None:
+        super().__init__(spec.with_changes(base_url=ollama_base_url(spec.base_url)), key, **kw)
+
+    def stream(self, request: ChatRequest) -> Iterator[Delta]:
+        body = chat_body(request, self.spec.extra_body)
+        response = self._open("api/chat", request.model, json=body, timeout=request.timeout)
+        yield from self.read_lines(response, LineDecoder(self.spec))
+
+    def models(self, timeout: float | None = None) -> list[str]:
+        """The models pulled on the server (``/api/tags``)."""
+        try:
+            body = self.request_json("GET", "api/tags", timeout=timeout)
+        except ConnectError as exc:
+            raise self._not_running() from exc
+        models = body.get("models") if isinstance(body, dict) else None
+        if not isinstance(models, list):
+            raise make_error(self.spec, None, f"/api/tags did not list models: {str(body)[:200]}")
+        return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
+
+    def _open(self, path: str, model: str, **kwargs: Any) -> httpx.Response:
+        """POST and return the open stream; a missing model or a stopped server explained."""
+        try:
+            return self.send("POST", path, **kwargs)
+        except ConnectError as exc:
+            raise self._not_running() from exc
+        except BadRequestError as exc:
+            if exc.status == 404 and _MISSING_MODEL.search(exc.message):
+                raise UnknownModelError(
+                    f"Ollama at {self.spec.base_url} does not have the model {model!r}. Download it with "
+                    f"`ollama pull {model}`, or pick one it has (`ollama list`, or nbllm models ollama).",
+                    provider=self.spec.id,
+                ) from exc
+            raise
+
+    def _not_running(self) -> ConnectError:
+        return ConnectError(
+            f"Ollama is not answering at {self.spec.base_url}. Start it with `ollama serve` (or the Ollama app), "
+            "or point OLLAMA_HOST (or NBLLM_OLLAMA_BASE_URL) at the machine that runs it.",
+            provider=self.spec.id,
         )
-
-
-def _usage(item: dict[str, Any]) -> Usage | None:
-    prompt, completion = item.get("prompt_eval_count"), item.get("eval_count")
-    if prompt is None and completion is None:
-        return None
-    total = (prompt or 0) + (completion or 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)

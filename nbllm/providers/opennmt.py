@@ -1,6 +1,6 @@
 """The OpenNMT-py REST translation server: a cell's lines in, their translations out, in order.
 
-There is no chat here (PROVIDERS.md section 7): the last user message is split into its
+There is no chat here (docs/providers.md#opennmt): the last user message is split into its
 non-blank lines, sent to ``/translator/translate`` with the model id from the server's
 ``conf.json``, and the translations are put back in place of the lines, blank lines kept. The
 server reports model failures as ``{"status": "error"}`` bodies with HTTP 200.
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from nbllm.chat import ChatRequest, Delta
 from nbllm.errors import BadRequestError, ServerError, UnknownModelError
-from nbllm.providers.base import Provider
+from nbllm.messages import ChatRequest, Delta
 from nbllm.providers.errormap import make_error
+from nbllm.providers.http import HTTPProvider
 
 BATCH = 16  # lines per request: one round trip for short cells, visible progress for long ones
 
@@ -29,7 +29,7 @@ def segments(text: str) -> list[tuple[int, str, str]]:
     return found
 
 
-class OpenNMTProvider(Provider):
+class OpenNMTProvider(HTTPProvider):
     """Translation through an OpenNMT-py (or CTranslate2-backed) REST server."""
 
     def stream(self, request: ChatRequest) -> Iterator[Delta]:
@@ -52,9 +52,8 @@ class OpenNMTProvider(Provider):
     def translate(self, sources: list[str], model_id: int, timeout: float | None = None) -> list[str]:
         """The best translation of each source line, in the order given."""
         payload = [{"src": src, "id": model_id} for src in sources]
-        extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
         try:
-            body = self.request_json("POST", "translate", json=payload, **extra)
+            body = self.request_json("POST", "translate", json=payload, timeout=timeout)
         except ServerError as exc:
             raise ServerError(
                 f"{exc.message} If model {model_id} is not in the server's conf.json, the server fails this way; "
@@ -76,9 +75,9 @@ class OpenNMTProvider(Provider):
             raise make_error(self.spec, None, f"not a translation list for {count} lines: {str(body)[:200]}")
         return [str(h["tgt"]).strip() for h in best]
 
-    def models(self) -> list[str]:
+    def models(self, timeout: float | None = None) -> list[str]:
         """The model ids in the server's conf.json (``/translator/models``)."""
-        body = self.request_json("GET", "models")
+        body = self.request_json("GET", "models", timeout=timeout)
         if not isinstance(body, list):
             raise make_error(self.spec, None, f"/models did not list models: {str(body)[:200]}")
         return [str(m["model_id"]) for m in body if isinstance(m, dict) and "model_id" in m]

@@ -1,4 +1,7 @@
-"""Wire-neutral values passed between front ends and providers."""
+"""Wire-neutral values passed between front ends and providers: messages, requests, deltas.
+
+(Named for what it holds; ``nbllm.chat`` is the function that asks once.)
+"""
 
 from __future__ import annotations
 
@@ -38,23 +41,6 @@ class Delta:
     reasoning: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
-
-
-@dataclass
-class Reply:
-    """A finished answer with the figures a user compares providers by."""
-
-    text: str
-    provider: str
-    model: str
-    reasoning: str = ""
-    usage: Usage = field(default_factory=Usage)
-    finish_reason: str | None = None
-    first_token_s: float | None = None
-    total_s: float = 0.0
-
-    def __str__(self) -> str:
-        return self.text
 
 
 def as_messages(prompt: str | list[Message], system: str | None = None) -> list[Message]:

@@ -1,0 +1,257 @@
+"""One answer as it streams: the object every front end iterates (CLI, magics, API, widget).
+
+A ``Response`` is made from a provider and a request and sends nothing until it is read.
+Iterating it yields ``Delta``s while it adds up the text, reasoning, usage and finish reason
+and times the first token and the whole answer. However the reading ends (the last delta, a
+provider error, a dropped stream, ``break``, ``close()``, Ctrl-C, garbage collection), the
+provider's stream is closed and the response is *finished* exactly once: a dropped stream's
+``StreamInterrupted`` carries the partial text, and the completion callbacks run.
+
+Two hooks serve every front end at once, so features such as an exchange log or a cache
+plug in here and never in the CLI, magics or widget:
+
+- ``add_observer(fn)``: ``fn(response)`` is called once with every finished response, success
+  or failure, after the response's own ``on_done`` callbacks. Read ``provider``, ``model``,
+  ``request``, ``text``, ``reasoning``, ``usage``, ``finish_reason``, ``first_token_s``,
+  ``total_s``, ``error``, ``ok``, ``source`` and ``meta``. Observers may be called from worker
+  threads (compare mode runs one response per thread). An observer that raises is reported as
+  a ``RuntimeWarning`` and never costs the user the answer.
+- ``add_responder(fn)``: ``fn(response)`` is asked before the provider is called; returning an
+  iterable of ``Delta``s answers the request with them (a replay: the provider is not called and
+  ``meta["replayed"]`` is set), returning ``None`` passes. The first responder that answers wins.
+
+Both return a function that removes the hook again.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from nbllm.errors import StreamInterrupted
+from nbllm.messages import ChatRequest, Delta, Usage
+from nbllm.secrets import redact_deltas
+
+if TYPE_CHECKING:
+    from nbllm.providers.base import Provider
+
+Callback = Callable[["Response"], None]
+Responder = Callable[["Response"], "Iterable[Delta] | None"]
+
+SOURCES = ("api", "cli", "magic", "compare", "widget")
+
+_observers: list[Callback] = []
+_responders: list[Responder] = []
+
+
+def add_observer(fn: Callback) -> Callable[[], None]:
+    """Call ``fn(response)`` once for every finished response; returns the remover."""
+    _observers.append(fn)
+    return lambda: _remove(_observers, fn)
+
+
+def add_responder(fn: Responder) -> Callable[[], None]:
+    """Let ``fn(response)`` answer requests before providers are called; returns the remover."""
+    _responders.append(fn)
+    return lambda: _remove(_responders, fn)
+
+
+def _remove(hooks: list[Any], fn: Any) -> None:
+    if fn in hooks:
+        hooks.remove(fn)
+
+
+class Response:
+    """A streamed answer and, once finished, its record: text, reasoning, usage, timings, error."""
+
+    def __init__(self, provider: Provider, request: ChatRequest, *, stream: bool = True, source: str = "api",
+                 on_done: Iterable[Callback] = (), meta: dict[str, Any] | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self._setup(provider.spec.id, request, source, on_done, meta, clock)
+        self._opener = (provider.stream if stream else provider.fetch)
+        self.streamed = stream
+
+    @classmethod
+    def from_deltas(cls, deltas: Iterable[Delta], *, provider: str, model: str,
+                    request: ChatRequest | None = None, source: str = "api", on_done: Iterable[Callback] = (),
+                    clock: Callable[[], float] = time.perf_counter) -> Response:
+        """A response over deltas from elsewhere (a replay, a test, a benchmark)."""
+        self = cls.__new__(cls)
+        self._setup(provider, request or ChatRequest(messages=[], model=model), source, on_done, None, clock)
+        self._opener = lambda _request: iter(deltas)
+        self.streamed = True
+        return self
+
+    def _setup(self, provider: str, request: ChatRequest, source: str, on_done: Iterable[Callback],
+               meta: dict[str, Any] | None, clock: Callable[[], float]) -> None:
+        self.provider = provider  # the provider's id
+        self.model = request.model
+        self.request = request
+        self.source = source
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.usage = Usage()
+        self.finish_reason: str | None = None
+        self.first_token_s: float | None = None
+        self.total_s = 0.0
+        self.error: BaseException | None = None  # what ended the stream early (provider error, Ctrl-C)
+        self.stopped = False  # the reader stopped before the end (break, close(), its own exception)
+        self.done = False
+        self._callbacks = list(on_done)
+        self._clock = clock
+        self._start = 0.0
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._deltas: Iterator[Delta] | None = None
+        self._ahead: list[Delta] = []  # read by prefetch(), not yet handed to the reader
+        self._reader: weakref.ref[Iterator[Delta]] | None = None
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else type(self.error).__name__ if self.error else "stopped" if self.done else "open"
+        return f"<Response {self.provider}:{self.model} {state} {len(self.text)} chars>"
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def text(self) -> str:
+        """The answer so far (all of it once finished)."""
+        return "".join(self._text)
+
+    @property
+    def reasoning(self) -> str:
+        """Reasoning text kept apart from the answer (reasoning models), so far."""
+        return "".join(self._reasoning)
+
+    @property
+    def ok(self) -> bool:
+        """Finished, complete and without error: what history and caches may keep."""
+        return self.done and self.error is None and not self.stopped
+
+    @property
+    def tokens(self) -> int | None:
+        """Tokens of the answer (the total when the provider counts only that)."""
+        return self.usage.completion_tokens or self.usage.total_tokens
+
+    def on_done(self, callback: Callback) -> Response:
+        """Call ``callback(self)`` once when the response finishes (at once if it already has)."""
+        if self.done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+        return self
+
+    # -- reading ----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Delta]:
+        reader = self._read()
+        self._reader = weakref.ref(reader)
+        return reader
+
+    def _read(self) -> Iterator[Delta]:
+        try:
+            while self._ahead:
+                yield self._ahead.pop(0)
+            while not self.done:
+                delta = self._next()
+                if delta is None:
+                    return
+                yield delta
+        finally:  # the reader stopped early (break, close, GC, its own exception): end here
+            if not self.done:
+                self._finish(stopped=True)
+
+    def _next(self) -> Delta | None:
+        """One delta from the provider, added up; None at the end; errors finish and raise."""
+        if self._deltas is None:
+            self._open()
+        try:
+            delta = next(self._deltas)  # type: ignore[arg-type]
+        except StopIteration:
+            self._finish()
+            return None
+        except BaseException as exc:  # provider errors, and Ctrl-C while waiting for the network
+            self._finish(error=exc)
+            raise
+        self._add(delta)
+        return delta
+
+    def _open(self) -> None:
+        self._start = self._clock()
+        for responder in list(_responders):
+            replay = responder(self)
+            if replay is not None:
+                self.meta["replayed"] = True
+                self._deltas = redact_deltas(iter(replay))
+                return
+        self._deltas = redact_deltas(iter(self._opener(self.request)))  # every front end reads masked text
+
+    def _add(self, delta: Delta) -> None:
+        if self.first_token_s is None and (delta.text or delta.reasoning):
+            self.first_token_s = self._clock() - self._start
+        if delta.text:
+            self._text.append(delta.text)
+        if delta.reasoning:
+            self._reasoning.append(delta.reasoning)
+        self.usage = delta.usage or self.usage
+        self.finish_reason = delta.finish_reason or self.finish_reason
+
+    def prefetch(self) -> Response:
+        """Read up to the first delta with text, so a failure before any text is raised here.
+
+        The deltas read are handed out again by the next iteration (a fallback chain uses this
+        to move on to another provider while nothing has been shown).
+        """
+        while not self.done and not any(d.text or d.reasoning for d in self._ahead):
+            delta = self._next()
+            if delta is None:
+                break
+            self._ahead.append(delta)
+        return self
+
+    def reply(self) -> Response:
+        """Read to the end and return the finished response; a failure is raised."""
+        if self.done and self.error is not None:
+            raise self.error
+        for _ in self:
+            pass
+        return self
+
+    def close(self) -> None:
+        """Stop reading: the provider's stream is closed and the response finished (idempotent)."""
+        reader = self._reader() if self._reader is not None else None
+        if reader is not None:
+            reader.close()  # type: ignore[attr-defined]
+        if not self.done and self._deltas is not None:
+            self._finish(stopped=True)
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- finishing --------------------------------------------------------------------------
+    def _finish(self, error: BaseException | None = None, stopped: bool = False) -> None:
+        """Close the stream, freeze the figures, then run the callbacks and observers once."""
+        if self.done:
+            return
+        self.done = True
+        close = getattr(self._deltas, "close", None)
+        if close is not None:
+            close()
+        self._text = [self.text]  # joined once: later reads cost nothing
+        self._reasoning = [self.reasoning]
+        self.total_s = self._clock() - self._start
+        self.error, self.stopped = error, stopped
+        if isinstance(error, StreamInterrupted):
+            error.partial_text = error.partial_text or self.text
+        for callback in self._callbacks:
+            callback(self)
+        for observer in list(_observers):
+            try:
+                observer(self)
+            except Exception as exc:  # a broken log or plugin must not lose the user's answer
+                warnings.warn(f"nbllm: the response observer {observer!r} failed: {type(exc).__name__}: {exc}",
+                              RuntimeWarning, stacklevel=2)
