@@ -82,11 +82,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     prompt = args.prompt if args.prompt is not None else _read_stdin()
     if not prompt.strip():
         raise _Usage("no prompt: give one as an argument or on stdin")
-    session = Session(args.provider)
+    session = Session()
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "timeout": args.timeout}
+    targets: list[str | None] = [t.strip() for t in args.provider.split("||")] if args.provider else [None]
+    if args.provider and not all(targets):
+        raise _Usage(f"empty provider name in -p {args.provider!r}: write e.g. -p ernie||qwen")
     try:
-        response = session.respond(as_messages(prompt, args.system), args.provider, args.model, params=params,
-                                   source="cli")
+        response = _first_to_answer(session, targets, as_messages(prompt, args.system), args.model, params)
         _print_stream(response, args.show_reasoning)
     finally:
         session.close()
@@ -96,6 +98,24 @@ def cmd_chat(args: argparse.Namespace) -> int:
         first_txt = f"first token {first:.2f} s, " if first is not None else ""
         _out(f"[{response.provider}:{response.model}] {first_txt}total {response.total_s:.2f} s{tokens}", sys.stderr)
     return 0
+
+
+def _first_to_answer(session: Any, targets: list[str | None], messages: Any, model: str | None,
+                     params: dict[str, Any]) -> Response:
+    """The first target that starts answering (``-p a||b``): any failure before text moves on."""
+    failed: list[str] = []
+    for target in targets:
+        try:
+            return session.respond(messages, target, model, params=params, source="cli").prefetch()
+        except NbllmError as exc:
+            if len(failed) + 1 == len(targets):
+                if failed:
+                    exc.message += f" Tried before it, also failing: {', '.join(failed)}."
+                    exc.args = (exc.message,)
+                raise
+            failed.append(f"{target} ({type(exc).__name__})")
+            _out(f"nbllm: {target} failed before any text ({exc.message}) Trying the next provider.", sys.stderr)
+    raise AssertionError("unreachable: targets is never empty")  # pragma: no cover
 
 
 def _read_stdin() -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from nbllm.errors import NbllmError
 from nbllm.providers.catalog import ProviderSpec
+from nbllm.secrets import redact
 
 CHECK_PROMPT = "Reply with one word: pong"
 
@@ -37,7 +38,7 @@ def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
 
     specs = load_specs()
     if ids:
-        return [get_spec(i, specs) for i in ids]
+        return [get_spec(i, specs) for i in dict.fromkeys(ids)]  # one row per provider, however often named
     builtin = {s.id: (s.base_url, s.model_path) for s in BUILTIN}
     return [s for s in specs.values()
             if (s.key_env and has_key(s)) or (s.base_url, s.model_path) != builtin.get(s.id)]
@@ -84,6 +85,9 @@ def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli
             provider.close()
     except NbllmError as exc:
         return CheckResult(spec.id, model, type(exc).__name__, None, time.perf_counter() - start, exc.message)
+    except Exception as exc:  # every provider keeps its row, whatever went wrong (a plugin's own error)
+        detail = redact(f"{type(exc).__name__}: {exc}")
+        return CheckResult(spec.id, model, type(exc).__name__, None, time.perf_counter() - start, detail)
     return CheckResult(spec.id, model, None, reply.first_token_s, reply.total_s, reply.text)
 
 
