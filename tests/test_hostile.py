@@ -22,9 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nbllm.cli import main
+from nbllm.errors import NbllmError
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.secrets import SHORT, TINY
 from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer
+from tests.fakes.scripted_server import Script, ScriptedServer
 from tests.magics_shell import Shell
 
 PROMPT = "sort by sorted(xs, key=len); d = dict(token=3, secret=s)"
@@ -163,3 +165,69 @@ def test_any_key_through_the_magics(ipy: Shell, key: str) -> None:
     assert_no_key(key, cell.everything())
     if server.chat_requests:
         assert server.chat_requests[0].json["messages"][-1]["content"] == PROMPT
+
+
+# -- random server payloads ---------------------------------------------------------------------
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _text),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["choices", "delta", "message", "content", "error",
+                                                             "usage", "finish_reason", "code", "x"]),
+                                            inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _payloads(draw: st.DrawFn) -> Script:
+    """A reply of any shape: SSE events (complete, truncated or cut), a JSON body, or raw bytes."""
+    kind = draw(st.sampled_from(["events", "truncated", "json", "bytes"]))
+    status = draw(st.sampled_from([200, 200, 200, 400, 401, 302, 503]))
+    headers = {"Retry-After": draw(st.sampled_from(["0", "nan", "-1", "soon"]))} if status == 503 else {}
+    if status == 302:
+        headers["Location"] = draw(st.sampled_from(["", "http://127.0.0.1:1/x", "/relative"]))
+    if kind == "json":
+        return Script(status=status, content_type="application/json", framing="length", headers=headers,
+                      steps=[json.dumps(draw(_json)).encode()])
+    if kind == "bytes":
+        return Script(status=status, headers=headers, steps=[draw(st.binary(max_size=300))],
+                      end=draw(st.sampled_from(["end", "cut"])))
+    events = draw(st.lists(_json, min_size=1, max_size=4))
+    body = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events)
+    if kind == "events":
+        body += b"data: [DONE]\n\n" if draw(st.booleans()) else b""
+        return Script(status=status, headers=headers, steps=[body])
+    return Script(status=status, headers=headers, steps=[body[: draw(st.integers(0, len(body)))]], end="cut")
+
+
+@SLOW
+@given(script=_payloads())
+def test_any_server_payload_through_the_cli(capsys: pytest.CaptureFixture[str], script: Script) -> None:
+    key = "sk-payload-0123456789abcdef"
+    with ScriptedServer() as server:
+        server.enqueue(script, script, script)  # retried statuses get the same reply
+        with env(NBLLM_QWEN_BASE_URL=server.base_url, DASHSCOPE_API_KEY=key):
+            capsys.readouterr()
+            code = main(["chat", "-p", "qwen", "--timeout", "5", PROMPT])
+            out, err = capsys.readouterr()
+    assert_paragraph_or_answer(code, out, err)
+    assert code in (0, 1)
+    assert_no_key(key, out, err)
+    assert server.requests and server.requests[0].json["messages"][-1]["content"] == PROMPT
+
+
+@settings(max_examples=int(os.environ.get("HOSTILE_EXAMPLES", "25")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=_payloads())
+def test_any_server_payload_through_the_magics(ipy: Shell, script: Script) -> None:
+    with ScriptedServer() as server:
+        server.enqueue(script, script, script)
+        with env(NBLLM_QWEN_BASE_URL=server.base_url, DASHSCOPE_API_KEY="sk-payload-0123456789abcdef"):
+            cell = ipy.run(f"%%llm qwen --timeout 5 -o answer\n{PROMPT}")
+    shown = cell.stdout + cell.stderr
+    assert "Traceback" not in shown
+    if cell.error is not None:
+        assert isinstance(cell.error, NbllmError), cell.error
+        assert shown.endswith(f"{type(cell.error).__name__}: {cell.error.message}\n")
+    else:
+        assert isinstance(ipy.ns["answer"], str)
