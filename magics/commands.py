@@ -8,12 +8,14 @@ import getpass
 from collections.abc import Callable
 
 from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.display import display
 
 from nbllm.config import get_spec, load_specs
 from nbllm.context import cut
 from nbllm.errors import ConvertError, MissingKeyError
 from nbllm.keys import is_configured, set_key
-from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
+from nbllm.tables import Table
 from nbllm.validate import check_options
 
 from .ask import ERROR_PROMPT, parse_pair, run_cell, split_words
@@ -76,7 +78,7 @@ def show_providers(ctx: MagicContext, args: argparse.Namespace) -> None:
     current = ctx.session.provider
     rows = [["*" if spec.id == current else "", spec.id, spec.label, key_status(spec), spec.default_model]
             for spec in load_specs().values()]
-    print(table(["", "id", "provider", "key", "default model"], rows))
+    display(Table(["", "id", "provider", "key", "default model"], rows))
 
 
 def show_models(ctx: MagicContext, args: argparse.Namespace) -> None:
@@ -149,11 +151,10 @@ def check(ctx: MagicContext, args: argparse.Namespace) -> None:
     if not specs:
         print("No provider has a key yet: set one (see %llm providers) or name one, e.g. %llm check ollama.")
         return
-    print(table(CHECK_HEADERS, [check_provider(spec, source="magic").row() for spec in specs]))
+    display(Table(CHECK_HEADERS, [check_provider(spec, source="magic").row() for spec in specs]))
 
 
 def switcher(ctx: MagicContext, args: argparse.Namespace) -> None:
-    from IPython.display import display
     from nbllm.widgets import ProviderSwitcher
 
     display(ProviderSwitcher(session=ctx.session))

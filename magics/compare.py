@@ -13,6 +13,7 @@ from typing import Any
 
 from nbllm.errors import NbllmError, ProviderError
 from nbllm.response import Response
+from nbllm.tables import Table
 
 from .call import Call, add_note
 from .render import CHAR_BUDGET, INTERVAL, footer, is_rich
@@ -94,15 +95,6 @@ class Lane:
 TABLE_HEADERS = ["provider", "model", "first token", "total", "tokens", "error"]
 
 
-def table(lanes: list[Lane]) -> tuple[str, str]:
-    """The comparison table as Markdown and as aligned plain text."""
-    headers, rows = TABLE_HEADERS, [lane.row() for lane in lanes]
-    markdown = "\n".join(["| " + " | ".join(r) + " |" for r in [headers, ["---"] * len(headers), *rows]])
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    plain = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [headers, *rows])
-    return markdown, plain
-
-
 class _Board:
     """The comparison display: one rich display redrawn in place, or sections printed as lanes end."""
 
@@ -134,11 +126,11 @@ class _Board:
 
     def finish(self) -> None:
         self.refresh(final=True)
-        markdown, plain = table(self._lanes)
+        table = Table(TABLE_HEADERS, [lane.row() for lane in self._lanes])
         if self._publish is None:
-            print(plain, flush=True)
+            print(table, flush=True)
         else:
-            self._publish({"text/markdown": markdown, "text/plain": plain}, {})
+            self._publish(table.bundle(), {})
 
 
 def run_compare(call: Call, targets: list[str]) -> list[Lane]:

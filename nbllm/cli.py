@@ -6,8 +6,12 @@
     nbllm check [ID...]             a tiny real request per configured provider, with latency
     nbllm convert ...               rewrite OpenAI calls in notebooks (imports libcst only here)
 
-Failures print one paragraph on stderr and exit 1; usage mistakes exit 2; Ctrl-C exits 130.
-Everything printed goes through ``redact`` so no key can reach the terminal.
+Exit status, one policy for every command: 2 for usage mistakes (bad options, no prompt),
+found by argparse or raised as ``_Usage``, with the usage line; 1 for every ``NbllmError``, be it
+a configuration problem (``ConfigError``: unknown provider, missing key, broken config file or
+plugin) or a runtime failure (``ProviderError``), printed as its one paragraph on stderr; 130
+for Ctrl-C. ``nbllm convert`` follows the same policy in its own module. Everything printed
+goes through ``redact`` so no key can reach the terminal.
 """
 
 from __future__ import annotations
@@ -20,9 +24,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from nbllm import __version__
+from nbllm.config import get_spec, load_specs
 from nbllm.errors import ConfigError, NbllmError
+from nbllm.keys import require_key
+from nbllm.messages import as_messages
+from nbllm.providers.base import make_provider
 from nbllm.secrets import redact
-from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status, table
+from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
+from nbllm.tables import text_table
 from nbllm.validate import finite, seconds, token_count
 
 if TYPE_CHECKING:
@@ -40,20 +49,14 @@ def _out(text: str, stream: TextIO | None = None, end: str = "\n", *, masked: bo
 # -- commands -------------------------------------------------------------------------------
 def cmd_providers(args: argparse.Namespace) -> int:
     """Table of id, name, configured or not, base URL, default model."""
-    from nbllm.config import load_specs
-
     specs = load_specs()
     rows = [[s.id, s.label, key_status(s), s.base_url or "-", s.default_model or "-"] for s in specs.values()]
-    _out(table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
+    _out(text_table(["ID", "NAME", "STATUS", "BASE URL", "DEFAULT MODEL"], rows))
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     """One model per line; the built-in list, with a note on stderr, when the live list fails."""
-    from nbllm.config import get_spec
-    from nbllm.keys import require_key
-    from nbllm.providers.base import make_provider
-
     spec = get_spec(args.provider)
     if spec.lists_models:
         try:
@@ -75,7 +78,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """Stream one answer to stdout; reasoning (when asked for) goes to stderr."""
-    from nbllm.messages import as_messages
     from nbllm.session import Session
 
     _check_text_args(args)
@@ -161,7 +163,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError("No provider is configured, so there is nothing to check. Set a provider's key "
                           "(`nbllm providers` shows which variable), or name the providers to check.")
     results = [check_provider(spec, args.timeout) for spec in specs]
-    _out(table(CHECK_HEADERS, [r.row() for r in results]))
+    _out(text_table(CHECK_HEADERS, [r.row() for r in results]))
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -188,8 +188,12 @@ def _plugin_specs() -> tuple[ProviderSpec, ...]:
     for ep in entry_points(group="nbllm.providers"):
         try:
             loaded = ep.load()
-        except Exception as exc:  # a broken plugin must not break nbllm
-            raise ConfigError(f"The nbllm plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+        except Exception as exc:
+            # Fail rather than warn: skipping it would turn the plugin's providers into a misleading
+            # "unknown provider" (or, for a plugin that overrides a built-in row, send prompts to a
+            # different endpoint than the user installed). The message names what to fix or uninstall.
+            raise ConfigError(f"The nbllm plugin {ep.name!r} ({ep.value}) failed to load: {exc}. Fix or "
+                              "uninstall the package that provides it, or run `pip check`.") from exc
         loaded = loaded() if callable(loaded) and not isinstance(loaded, ProviderSpec) else loaded
         specs.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
     return tuple(specs)

@@ -41,10 +41,6 @@ def set_key(provider_id: str, key: str) -> None:
     _session_keys[spec.id] = key
 
 
-def forget_key(provider_id: str) -> None:
-    _session_keys.pop(provider_id, None)
-
-
 def _register(key: str) -> None:
     register_secret(key)
     for part in key.split(":", 1):

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 Callback = Callable[["Response"], None]
 Responder = Callable[["Response"], "Iterable[Delta] | None"]
 
-SOURCES = ("api", "cli", "magic", "compare", "widget")
+SOURCES = ("api", "cli", "magic", "compare", "widget")  # the front ends that set ``source``
 
 _observers: list[Callback] = []
 _responders: list[Responder] = []

@@ -4,12 +4,15 @@ and the switcher, so all three say the same thing in the same words."""
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nbllm.errors import NbllmError
-from nbllm.providers.catalog import ProviderSpec
+from nbllm.config import get_spec, load_specs
+from nbllm.errors import ConfigError, NbllmError
+from nbllm.keys import find_key, has_key, require_key
+from nbllm.messages import ChatRequest
+from nbllm.providers.base import make_provider
+from nbllm.providers.catalog import BUILTIN, ProviderSpec
 from nbllm.secrets import redact
 
 CHECK_PROMPT = "Reply with one word: pong"
@@ -17,9 +20,6 @@ CHECK_PROMPT = "Reply with one word: pong"
 
 def key_status(spec: ProviderSpec) -> str:
     """"ready", "no key needed", or which variable is missing."""
-    from nbllm.errors import ConfigError
-    from nbllm.keys import find_key
-
     try:
         if find_key(spec) is not None:
             return "ready"
@@ -32,10 +32,6 @@ def key_status(spec: ProviderSpec) -> str:
 
 def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
     """The providers named, else every one with a key or a base URL the user changed."""
-    from nbllm.config import get_spec, load_specs
-    from nbllm.keys import has_key
-    from nbllm.providers.catalog import BUILTIN
-
     specs = load_specs()
     if ids:
         return [get_spec(i, specs) for i in dict.fromkeys(ids)]  # one row per provider, however often named
@@ -69,10 +65,6 @@ CHECK_HEADERS = ["ID", "MODEL", "RESULT", "FIRST TOKEN", "TOTAL", "ANSWER / ERRO
 
 def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli") -> CheckResult:
     """Send CHECK_PROMPT once (no retries) and time it; failures are results, not raised."""
-    from nbllm.keys import require_key
-    from nbllm.messages import ChatRequest
-    from nbllm.providers.base import make_provider
-
     model = spec.default_model
     start = time.perf_counter()
     try:
@@ -95,18 +87,3 @@ def clip(text: str, n: int) -> str:
     """One line of at most n characters."""
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _width(text: str) -> int:
-    """Terminal columns: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain, left-aligned text table with two spaces between columns."""
-    all_rows = [list(headers), *[list(r) for r in rows]]
-    widths = [max(_width(r[i]) for r in all_rows) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in all_rows
-    )

@@ -46,6 +46,10 @@ class Cell:
         plain = [d["data"]["text/plain"] for d in self.displays if not d["transient"]]
         return plain[0] if plain else ""
 
+    def shown(self) -> str:
+        """What the cell printed and displayed once (not in place), as text: tables land here."""
+        return self.stdout + "".join(d["data"]["text/plain"] + "\n" for d in self.displays if not d["transient"])
+
     def everything(self) -> str:
         return json.dumps(self.displays, default=str) + self.stdout + self.stderr
 

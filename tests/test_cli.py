@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nbllm.cli import main, table
+from nbllm.cli import main
+from nbllm.tables import text_table as table
 from tests.conftest import UseFake
 from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer, qianfan_error
 

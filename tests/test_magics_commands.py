@@ -30,7 +30,7 @@ def test_bare_llm_shows_provider_model_and_options(ipy: Shell, ernie: FakeOpenAI
 def test_providers_and_its_list_alias(ipy: Shell, ernie: FakeOpenAIServer) -> None:
     for command in ("%llm providers", "%llm list"):
         rows = {line.split()[0] if not line.startswith(" ") else line.split()[0]: line
-                for line in ipy.run(command).stdout.splitlines()[1:]}
+                for line in ipy.run(command).shown().splitlines()[1:]}
         assert rows["*"].split()[1] == "ernie" and " ready " in rows["*"]
         assert " missing DASHSCOPE_API_KEY " in rows["qwen"] and rows["qwen"].rstrip().endswith("qwen-plus")
         assert " no key needed " in rows["ollama"]
@@ -97,13 +97,16 @@ def test_check_reports_each_provider(ipy: Shell, ernie: FakeOpenAIServer, use_fa
     with FakeOpenAIServer() as other:
         ipy.secrets.append(use_fake("qwen", other))
         other.enqueue(qianfan_error(401, "invalid_api_key", "bad key"))
-        lines = ipy.run("%llm check").stdout.splitlines()
+        cell = ipy.run("%llm check")
+        lines = cell.shown().splitlines()
     assert lines[0].split() == ["ID", "MODEL", "RESULT", "FIRST", "TOKEN", "TOTAL", "ANSWER", "/", "ERROR"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {"ernie", "qwen"}
     assert rows["ernie"].split()[2] == "ok" and rows["ernie"].rstrip().endswith("echo: Reply with one word: po…")
     assert rows["qwen"].split()[2] == "AuthError" and "answered HTTP 401" in rows["qwen"]
     assert ernie.chat_requests[-1].json["max_tokens"] == 16
+    html = cell.displays[-1]["data"]["text/html"]  # a notebook shows the same table as HTML
+    assert html.startswith("<table>") and ">AuthError</td>" in html and ">ernie</td>" in html
 
 
 def test_switcher_displays_the_widget_bound_to_the_session(ipy: Shell, ernie: FakeOpenAIServer) -> None:

@@ -191,7 +191,8 @@ def test_check_in_the_magics_keeps_its_rows(ipy: Shell, scripted: ScriptedServer
     scripted.enqueue(STREAMS["random bytes"])
     cell = ipy.run("%llm check qwen ernie")
     assert cell.error is None
-    rows = [line for line in cell.stdout.splitlines() if line.startswith(("qwen", "ernie"))]
+    shown = "\n".join(d["data"].get("text/plain", "") for d in cell.displays) + cell.stdout
+    rows = [line for line in shown.splitlines() if line.startswith(("qwen", "ernie"))]
     assert len(rows) == 2 and "ProtocolError" in rows[0] and " ok " in rows[1]
 
 

@@ -8,6 +8,7 @@ notebooks themselves must carry no outputs and nothing shaped like a key.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -73,10 +74,10 @@ def printed(c: nbformat.NotebookNode) -> str:
     return "".join(out.text for out in c.outputs if out.output_type == "stream")
 
 
-def table_rows(markdown: str) -> list[list[str]]:
-    """The body rows of a Markdown table."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")][2:]
-    return [[part.strip() for part in line.strip("|").split("|")] for line in lines]
+def table_rows(markup: str) -> list[list[str]]:
+    """The body rows of an HTML table (what a notebook shows for compare, providers and check)."""
+    rows = re.findall(r"<tr>(.*?)</tr>", markup, re.S)[1:]
+    return [[html.unescape(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)] for row in rows]
 
 
 def asked(server: FakeOpenAIServer, text: str) -> list[RecordedRequest]:
@@ -129,7 +130,7 @@ def test_quickstart(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fak
     ernie, qwen, deepseek = servers["ernie"], servers["qwen"], servers["deepseek"]
     nb = execute(workdir, "quickstart.ipynb")
 
-    providers = printed(cell(nb, "%llm providers"))
+    providers = shown(cell(nb, "%llm providers"))[0]
     rows = {line.split()[1 if line.startswith("*") else 0]: line for line in providers.splitlines()[1:]}
     assert rows["ernie"].startswith("*") and rows["ernie"].endswith("ernie-4.0-turbo-8k")
     assert "missing" not in rows["ernie"] and "missing" not in rows["qwen"]
@@ -155,8 +156,9 @@ def test_quickstart(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fak
     assert one_off.json["messages"][0] == {"role": "system", "content": "Answer in Simplified Chinese."}
     assert len(one_off.json["messages"]) == 2  # --no-history
 
-    sections, table = shown(cell(nb, "%%llm -p ernie,qwen,deepseek"))
-    rows = table_rows(table)
+    compared = cell(nb, "%%llm -p ernie,qwen,deepseek")
+    sections = shown(compared)[0]
+    rows = table_rows(compared.outputs[-1].data["text/html"])
     assert [(r[0], r[1], r[5]) for r in rows] == [
         ("ernie", "ernie-4.0-turbo-8k", ""), ("qwen", "qwen-plus", ""), ("deepseek", "deepseek-chat", "")]
     assert sections.count("echo: Explain recursion to a ten-year-old in two sentences.") == 3
@@ -197,8 +199,10 @@ def test_translate_with_opennmt(workdir: Path, servers: dict[str, FakeOpenAIServ
     assert chat.json["messages"][0]["content"].startswith("Translate the user's text into German.")
     assert shown(cell(nb, "%%llm hunyuan:hy-mt2-pro"))[0] == "echo: Hello world\nGood morning"
 
-    sections, table = shown(cell(nb, "%%llm -p opennmt:100,hunyuan:hy-mt2-pro"))
-    assert [(r[0], r[1], r[5]) for r in table_rows(table)] == [("opennmt", "100", ""), ("hunyuan", "hy-mt2-pro", "")]
+    compared = cell(nb, "%%llm -p opennmt:100,hunyuan:hy-mt2-pro")
+    sections = shown(compared)[0]
+    assert [(r[0], r[1], r[5]) for r in table_rows(compared.outputs[-1].data["text/html"])] == [
+        ("opennmt", "100", ""), ("hunyuan", "hy-mt2-pro", "")]
     assert "ich bin hier" in sections and "echo: I am here" in sections
     assert_no_keys(nb, [key])
 
@@ -281,13 +285,13 @@ def test_switch_providers(workdir: Path, tmp_path: Path, use_fake: UseFake, monk
     assert printed(cell(nb, "%llm use {before}")) == "Using deepseek for the following cells.\n"
 
     assert printed(cell(nb, "from nbllm.config import config_path")) == f"{config}\n"
-    assert re.search(r"^\s+gateway\s+gateway\s", printed(cell(nb, "%llm providers")), re.M)
+    assert re.search(r"^\s+gateway\s+gateway\s", shown(cell(nb, "%llm providers"))[0], re.M)
     answer = shown(cell(nb, "%%llm gateway"))
     assert answer[0] == "echo: Which model are you?"
     assert answer[1].startswith("gateway · qwen2.5-72b-instruct · ")
     assert gateway.chat_requests[-1].headers["authorization"] == "Bearer gateway-key-5d1e0c7a9b"
 
-    checks = printed(cell(nb, "%llm check ollama llamacpp")).splitlines()
+    checks = shown(cell(nb, "%llm check ollama llamacpp"))[0].splitlines()
     assert [line.split()[:3] for line in checks[1:]] == [["ollama", "qwen2.5:7b", "ok"], ["llamacpp", "default", "ok"]]
     assert "qwen2.5:7b" in printed(cell(nb, "%llm models ollama")).split()
     assert shown(cell(nb, "%%llm ollama:qwen2.5:7b"))[0] == "echo: Say hello from a local model."

@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-# Tiers the converter maps OpenAI model families onto.
-TIERS = ("strong", "fast", "reasoning", "embedding")
-
 
 @dataclass(frozen=True)
 class ProviderSpec:
@@ -33,8 +30,7 @@ class ProviderSpec:
     model_path: str = ""  # in-process dialects ("local"): the model file, where others have a URL
     model_path_env: str | None = None  # an env var naming that file (NBLLM_LOCAL_MODEL)
     lists_models: bool = True  # serves GET /models (or its dialect's listing)
-    tiers: dict[str, str] = field(default_factory=dict)
-    docs: str = ""
+    tiers: dict[str, str] = field(default_factory=dict)  # the converter's model for each OpenAI family tier
 
     @property
     def openai_compatible(self) -> bool:
@@ -66,7 +62,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         lists_models=False,
         tiers={"strong": "ernie-4.5-turbo-128k", "fast": "ernie-speed-128k",
                "reasoning": "ernie-x1-turbo-32k", "embedding": "embedding-v1"},
-        docs="https://cloud.baidu.com/doc/WENXINWORKSHOP/s/2m3fihw8s",
     ),
     _row(
         id="ernie-v1",
@@ -92,7 +87,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
             "glm-5.1", "kimi-k2.6", "minimax-m2.7",
         ),
         tiers={"strong": "hy3-preview", "fast": "deepseek-v4-flash", "reasoning": "hy3-preview"},
-        docs="https://cloud.tencent.com/document/product/1823/132252",
     ),
     _row(
         id="qwen",
@@ -104,7 +98,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
                 "text-embedding-v3"),
         tiers={"strong": "qwen-max", "fast": "qwen-turbo", "reasoning": "qwq-plus",
                "embedding": "text-embedding-v3"},
-        docs="https://help.aliyun.com/zh/model-studio/compatibility-of-openai-with-dashscope",
     ),
     _row(
         id="deepseek",
@@ -114,7 +107,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         key_env=("DEEPSEEK_API_KEY",),
         models=("deepseek-chat", "deepseek-reasoner"),
         tiers={"strong": "deepseek-chat", "fast": "deepseek-chat", "reasoning": "deepseek-reasoner"},
-        docs="https://api-docs.deepseek.com",
     ),
     _row(
         id="glm",
@@ -125,7 +117,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         models=("glm-4-plus", "glm-4-air", "glm-4-flash", "glm-4.5", "glm-4.6", "embedding-3"),
         tiers={"strong": "glm-4-plus", "fast": "glm-4-flash", "reasoning": "glm-4.6",
                "embedding": "embedding-3"},
-        docs="https://docs.bigmodel.cn/cn/api/introduction",
     ),
     _row(
         id="kimi",
@@ -136,7 +127,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         models=("moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k", "kimi-k2-0905-preview",
                 "kimi-k2-turbo-preview", "kimi-k2-thinking"),
         tiers={"strong": "kimi-k2-0905-preview", "fast": "moonshot-v1-8k", "reasoning": "kimi-k2-thinking"},
-        docs="https://platform.kimi.com/docs",
     ),
     _row(
         id="siliconflow",
@@ -148,7 +138,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
                 "Qwen/Qwen3-8B", "THUDM/glm-4-9b-chat", "BAAI/bge-m3"),
         tiers={"strong": "deepseek-ai/DeepSeek-V3", "fast": "Qwen/Qwen2.5-7B-Instruct",
                "reasoning": "deepseek-ai/DeepSeek-R1", "embedding": "BAAI/bge-m3"},
-        docs="https://docs.siliconflow.cn/docs/userguide/quickstart",
     ),
     _row(
         id="spark",
@@ -159,7 +148,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         models=("lite", "generalv3", "pro-128k", "generalv3.5", "max-32k", "4.0Ultra"),
         lists_models=False,
         tiers={"strong": "4.0Ultra", "fast": "lite"},
-        docs="https://www.xfyun.cn/doc/spark/HTTP调用文档.html",
     ),
     _row(
         id="modelscope",
@@ -172,7 +160,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
                 "deepseek-ai/DeepSeek-R1"),
         tiers={"strong": "Qwen/Qwen2.5-72B-Instruct", "fast": "Qwen/Qwen3-32B",
                "reasoning": "deepseek-ai/DeepSeek-R1"},
-        docs="https://www.modelscope.cn/docs/model-service/API-Inference/intro",
     ),
     _row(
         id="doubao",
@@ -184,7 +171,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
                 "doubao-embedding-text-240715"),
         tiers={"strong": "doubao-seed-1-6-250615", "fast": "doubao-1-5-lite-32k-250115",
                "reasoning": "doubao-seed-1-6-250615", "embedding": "doubao-embedding-text-240715"},
-        docs="https://www.volcengine.com/docs/82379",
     ),
     _row(
         id="hf",
@@ -194,7 +180,6 @@ BUILTIN: tuple[ProviderSpec, ...] = (
         key_env=("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
         models=("Qwen/Qwen2.5-72B-Instruct", "deepseek-ai/DeepSeek-V3-0324", "meta-llama/Llama-3.3-70B-Instruct"),
         tiers={"strong": "deepseek-ai/DeepSeek-V3-0324", "fast": "Qwen/Qwen2.5-72B-Instruct"},
-        docs="https://huggingface.co/docs/inference-providers",
     ),
     _row(
         id="tgi",

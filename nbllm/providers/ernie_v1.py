@@ -7,7 +7,6 @@ all concurrent calls, and refreshed once when the service answers 110/111.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from nbllm.messages import ChatRequest, Delta, Message, Usage
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.providers.errormap import decode_body, http_errors, make_error
 from nbllm.providers.http import HTTPProvider
-from nbllm.providers.streams import Decoder, sendable, usage_from
+from nbllm.providers.streams import Decoder, json_object, sendable, usage_from
 from nbllm.secrets import register_secret
 
 if TYPE_CHECKING:
@@ -222,11 +221,8 @@ class ResultDecoder(Decoder):
 
 
 def _parse_chunk(spec: ProviderSpec, data: str) -> dict[str, Any]:
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        chunk = None
-    if not isinstance(chunk, dict):
+    chunk = json_object(data)
+    if chunk is None:
         raise make_error(spec, None, f"a stream chunk that is not a JSON object: {data[:200]}")
     check_payload(spec, chunk, "")
     return chunk

@@ -8,7 +8,6 @@ client, connects to loopback when the value is a bind-everything address such as
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from nbllm.messages import ChatRequest, Delta
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.providers.errormap import make_error
 from nbllm.providers.http import HTTPProvider
-from nbllm.providers.streams import Decoder, sendable, usage_from
+from nbllm.providers.streams import Decoder, json_object, sendable, usage_from
 
 if TYPE_CHECKING:
     import httpx
@@ -102,11 +101,8 @@ class LineDecoder(Decoder):
     incomplete = "the stream ended before its last line (done: true)"
 
     def feed(self, data: str, event: str = "") -> list[Delta]:
-        try:
-            item = json.loads(data)
-        except ValueError:
-            item = None
-        if not isinstance(item, dict):
+        item = json_object(data)
+        if item is None:
             if not self.text:
                 raise make_error(self.spec, None, f"not NDJSON: {data[:200]}")
             raise self.interrupted(f"a line that is not JSON arrived ({data[:80]!r})")

@@ -17,7 +17,7 @@ from nbllm.errors import BadRequestError, ProtocolError
 from nbllm.messages import ChatRequest, Delta
 from nbllm.providers.errormap import decode_body, make_error
 from nbllm.providers.http import HTTPProvider
-from nbllm.providers.streams import Decoder, sendable, usage_from
+from nbllm.providers.streams import Decoder, json_object, sendable, usage_from
 
 if TYPE_CHECKING:
     import httpx
@@ -43,11 +43,8 @@ class ChunkDecoder(Decoder):
 
 def parse_chunk(spec: Any, data: str) -> dict[str, Any]:
     """One event's JSON object, or the error it carries."""
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        chunk = None
-    if not isinstance(chunk, dict):
+    chunk = json_object(data)
+    if chunk is None:
         raise ProtocolError(
             f"{spec.label} ({spec.id}) sent a stream event that is not a JSON object: {data[:200]!r}.",
             provider=spec.id,

@@ -10,6 +10,7 @@ options nbllm keeps to itself).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,6 +27,15 @@ def sendable(params: Mapping[str, Any], drop: Iterable[str] = ()) -> dict[str, A
     """The request options a provider should see: set ones, without nbllm's own."""
     skip = OWN_PARAMS.union(drop)
     return {name: value for name, value in params.items() if value is not None and name not in skip}
+
+
+def json_object(data: str) -> dict[str, Any] | None:
+    """The JSON object one stream item holds, or None when it holds something else."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def usage_from(prompt: Any, completion: Any, total: Any = None) -> Usage | None:
