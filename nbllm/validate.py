@@ -131,7 +131,21 @@ def _value_problem(name: str, value: Any) -> str | None:
             return f"must be more than 0 (seconds), not {value!r}"
     if name in POSITIVE_INTEGERS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         return f"must be a whole number of 1 or more, not {value!r}"
+    if _has_non_finite(value):
+        return f"holds a number JSON cannot carry (NaN or infinity): {value!r}"
     return None
+
+
+def _has_non_finite(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if depth > 20:
+        return False
+    if isinstance(value, dict):
+        return any(_has_non_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v, depth + 1) for v in value)
+    return False
 
 
 def check_options(options: Mapping[str, Any], where: str = "") -> None:

@@ -305,3 +305,21 @@ def test_a_variable_with_broken_attributes_falls_back_to_its_type(ipy: Shell, er
     assert "Variable `x` (Broken):" in sent and "what is <Broken object>?" in sent
 
 
+
+
+def test_values_json_cannot_carry_are_refused(ipy: Shell, ernie: FakeOpenAIServer) -> None:
+    paragraph = cell_paragraph(ipy.run("%%llm --param top_k=NaN\nhi"), "ConfigError")
+    assert "top_k holds a number JSON cannot carry (NaN or infinity): nan" in paragraph
+    with pytest.raises(ConfigError, match="extra_body holds a number JSON cannot carry"):
+        nbllm.chat("hi", provider="ernie", extra_body={"penalty": [1.0, math.inf]})
+    assert ernie.chat_requests == []
+
+
+def test_a_config_value_json_cannot_carry_is_a_config_error(openai_server: FakeOpenAIServer, use_fake: UseFake,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    use_fake("qwen", openai_server)
+    write_config("[providers.qwen]\nextra_body = {since = 1979-05-27T07:32:00Z}\n")
+    assert main(["chat", "-p", "qwen", "hi"]) == 1
+    err = one_paragraph(capsys.readouterr().err)
+    assert "could not be built (TypeError: Object of type datetime is not JSON serializable)" in err
+    assert "no dates" in err and openai_server.chat_requests == []

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from nbllm.errors import (
     AuthError,
     BadRequestError,
+    ConfigError,
     ConnectError,
     ContentFilterError,
     ProtocolError,
@@ -214,6 +215,8 @@ def http_errors(spec: ProviderSpec, stream: StreamState | None = None) -> Iterat
             provider=spec.id,
         ) from exc
     except SHAPE_ERRORS as exc:
+        if stream is None:  # sending: the request itself could not be built
+            raise unsendable(spec, exc) from exc
         raise unreadable(spec, exc) from exc
     except (httpx.TransportError, httpx.StreamError) as exc:
         if stream is None:
@@ -251,6 +254,15 @@ def unreadable(spec: ProviderSpec, exc: Exception | str) -> ProtocolError:
     return ProtocolError(
         f"{spec.label} ({spec.id}) sent an answer nbllm cannot read ({cap(what, 200)}). Check that the base URL "
         f"({spec.base_url}) points at a {spec.label} endpoint; if it does, the provider changed its format.",
+        provider=spec.id,
+    )
+
+
+def unsendable(spec: ProviderSpec, exc: Exception) -> ConfigError:
+    """A request httpx could not build (a value JSON cannot carry, such as NaN or a date)."""
+    return ConfigError(
+        f"The request to {spec.label} ({spec.id}) could not be built ({type(exc).__name__}: {cap(str(exc), 200)}). "
+        "Options and extra_body must be plain JSON: no NaN or infinity, no dates or other objects.",
         provider=spec.id,
     )
 
