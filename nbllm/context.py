@@ -210,8 +210,11 @@ def _cell_output(state: NotebookState, number: int) -> str:
 
 
 def build_prompt(prompt: str, state: NotebookState, *, with_names: Sequence[str] = (), cells: int = 0) -> str:
-    """The user message: opted-in context first, then the prompt with its references filled in."""
-    body = expand(prompt, state)
+    """The user message: opted-in context first, then the prompt with its references filled in.
+
+    The prompt is sent as typed, except for secret values (a key pasted into the cell is masked).
+    """
+    body = redact_text(expand(prompt, state))
     blocks = []
     if cells > 0:
         recent = recent_cells(state, cells)

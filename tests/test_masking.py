@@ -167,3 +167,9 @@ def test_magics_send_the_cell_as_written(ipy: Shell, ernie: FakeOpenAIServer) ->
     sent = ernie.chat_requests[-1].json["messages"][-1]["content"]
     for fragment in ("sorted([], key=len)", "dict(token=1, key=2)", "api_key='x'", "secret=3"):
         assert sent.count(fragment) == 3  # from --with, {In[n]} and {src}
+
+
+def test_a_key_typed_into_the_cell_is_masked_and_the_rest_sent_as_typed(ipy: Shell, ernie: FakeOpenAIServer) -> None:
+    assert ipy.run("%%llm\nwhy does sk-live-0123456789abcdefXYZ fail in sorted(xs, key=len)?").error is None
+    sent = ernie.chat_requests[-1].json["messages"][-1]["content"]
+    assert sent == "why does sk-*** fail in sorted(xs, key=len)?"
