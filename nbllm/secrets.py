@@ -40,11 +40,12 @@ _known: set[str] = set()
 _key_env: set[str] = set()  # names of variables that hold keys (the catalogue's and the config file's)
 
 _WORD = r"[A-Za-z0-9_]"
+_USERINFO = r"[A-Za-z0-9._~%!$&*+,;=\-]"  # what a URL's user or password is written with (RFC 3986)
 
 
 def _key_like(body: str) -> bool:
-    """A random-looking key body: a run of 16+ letters/digits or a digit, and some variety."""
-    if len(set(body)) < 8:
+    """A random-looking key body: a run of 16+ letters/digits or a digit, and 4+ different characters."""
+    if len(set(body)) < 4:
         return False  # sk-xxxxxxxxxxxxxxxxxxxx is a placeholder in an example, not a key
     return bool(re.search(r"[0-9]", body) or re.search(r"[A-Za-z0-9]{16,}", body))
 
@@ -63,13 +64,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], object], ...] = (
     (re.compile(r"(?<![A-Za-z0-9])bce-v3/ALTAK-[A-Za-z0-9]+/[A-Za-z0-9]+"), "bce-v3/***"),
     (re.compile(r"(?<![A-Za-z0-9.])24\.[0-9a-f]{16,}\.[0-9.\-]+"), "24.***"),  # Baidu OAuth access tokens
     # "Bearer <token>" where the token looks like one (not "Bearer {key}" in code, not prose)
-    (re.compile(r"(?P<head>\bBearer\s+)(?P<body>[A-Za-z0-9._~+/=\-]{8,})", re.I),
+    (re.compile(rf"(?P<head>(?<!{_WORD})Bearer\s+)(?P<body>[A-Za-z0-9._~+/=\-]{{8,}})", re.I),
      lambda m: f"{m.group('head')}***" if re.search(r"[0-9]", m.group("body")) else m.group(0)),
-    # a key in a URL's query string: ?api_key=... or &access_token=...
+    # a key in a URL's query string: ?api_key=... or &access_token=... (six characters or more)
     (re.compile(r"(?P<head>[?&](?:access_token|api_key|apikey|key|token|client_secret|secret|sig)=)"
-                r"(?P<body>[^&\s\"'#<>]+)", re.I), r"\g<head>***"),
+                r"(?P<body>[A-Za-z0-9._~+/=%\-]{6,})", re.I), r"\g<head>***"),  # not f"?key={key}" templates
     # the credentials of http(s)://user:password@host (base URLs)
-    (re.compile(r"(?P<head>\bhttps?://)[^\s/@:\"'<>]*:[^\s/@\"'<>]*@", re.I), r"\g<head>***@"),
+    (re.compile(rf"(?P<head>(?<!{_WORD})https?://){_USERINFO}*:{_USERINFO}*@", re.I), r"\g<head>***@"),
 )
 
 
@@ -157,6 +158,7 @@ class StreamRedactor:
 
     def __init__(self) -> None:
         self._pending = ""
+        self._shown = ""  # the last characters shown: a word may go on in the next piece
 
     def feed(self, piece: str) -> str:
         if not piece:
@@ -164,16 +166,44 @@ class StreamRedactor:
         text = self._pending + piece
         cut = _safe_cut(text, secret_values())
         self._pending = text[cut:]
-        return redact_text(text[:cut])
+        return self._mask(text[:cut])
 
     def flush(self) -> str:
         text, self._pending = self._pending, ""
-        return redact_text(text)
+        return self._mask(text)
+
+    def _mask(self, text: str) -> str:
+        """Mask text that follows what was shown, reading it in that context (``xsk-...`` is no key)."""
+        if not text:
+            return ""
+        masked = redact_text(self._shown + text)
+        masked = masked[len(self._shown):] if masked.startswith(self._shown) else redact_text(text)
+        self._shown = (self._shown + masked)[-2:]
+        return masked
 
 
 # How each key-shaped pattern begins; a last word that could still grow into one is held back.
 _STARTS = ("sk-", "hf_", "ms-", "bce-v3/altak-", "24.", "bearer", "https://", "http://")
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9]*")
+
+
+def _word_start(text: str) -> int:
+    """Where the run of printable ASCII at the end of text begins (keys are printable ASCII, so
+    CJK text and whitespace end such a run)."""
+    start = len(text)
+    while start > 0 and "!" <= text[start - 1] <= "~":
+        start -= 1
+    return start
+
+
+def _before_bearer(text: str, cut: int) -> int:
+    """Move the cut back over every "Bearer <token>" whose token starts at or after it (the token
+    may still grow), to the start of the word that ends in Bearer (it may be "?key=Bearer")."""
+    while True:
+        before = text[:cut].rstrip()
+        if not (before.lower().endswith("bearer") and cut > len(before)):
+            return cut
+        cut = _word_start(before)
 
 
 def _safe_cut(text: str, secrets: frozenset[str]) -> int:
@@ -185,21 +215,19 @@ def _safe_cut(text: str, secrets: frozenset[str]) -> int:
     back otherwise, with the word before it when that is "Bearer". Any tail that begins (or is)
     a registered secret is held back too.
     """
-    start = len(text)
-    while start > 0 and "!" <= text[start - 1] <= "~":  # keys are printable ASCII: CJK text flows on
-        start -= 1
+    start = _word_start(text)
     word = text[start:].lower()
     plain = _PLAIN_WORD.fullmatch(word) and not any(s.startswith(word) for s in _STARTS if word)
     cut = len(text) if plain else start
-    before = text[:start].rstrip()
-    if before.lower().endswith("bearer") and start > len(before):  # "Bearer <token so far>"
-        cut = len(before) - len("bearer")
+    bearer = _before_bearer(text, start)  # the last word may be the token of a "Bearer" before it
+    if bearer < start:
+        cut = bearer
     for secret in secrets:
         if len(secret) < TINY:
             continue
         for size in range(min(len(secret), len(text)), 0, -1):
             if text.endswith(secret[:size]):
-                cut = min(cut, len(text) - size)
+                cut = min(cut, _word_start(text[: len(text) - size]) if secret[0] > " " else len(text) - size)
                 break
     return max(cut, len(text) - _HOLD_MAX)
 
@@ -215,7 +243,10 @@ def redact_deltas(deltas: Iterator[Delta]) -> Iterator[Delta]:
     text, reasoning = StreamRedactor(), StreamRedactor()
     try:
         for delta in deltas:
-            yield replace(delta, text=text.feed(delta.text), reasoning=reasoning.feed(delta.reasoning))
+            shown, thought = text.feed(delta.text), reasoning.feed(delta.reasoning)
+            if delta.finish_reason:  # the answer is complete: nothing is left to hold back
+                shown, thought = shown + text.flush(), thought + reasoning.flush()
+            yield replace(delta, text=shown, reasoning=thought)
         rest = Delta(text=text.flush(), reasoning=reasoning.flush())
         if rest.text or rest.reasoning:
             yield rest

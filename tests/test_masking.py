@@ -31,6 +31,8 @@ CODE = [
     "api_key='sk-xxxxxxxxxxxxxxxxxxxxxxxx'  # a placeholder in an example",
     "Use a Bearer token in the Authorization header.",
     "ssh://git@github.com/org/repo and http://localhost:8000/v1",
+    'url = f"{base}?key={key}&token={token}"',
+    "requests.get(base + '?api_key=' + api_key)",
 ]
 
 
