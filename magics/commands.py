@@ -1,4 +1,4 @@
-"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert."""
+"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert, redirect."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def build_parser() -> MagicArgumentParser:
         "target", nargs="?")
     sub.add_parser("convert", help="rewrite OpenAI calls in notebooks: convert PATH --to ID ...").add_argument(
         "argv", nargs=argparse.REMAINDER)
+    sub.add_parser("redirect", help="send OpenAI SDK traffic to a provider: redirect ID[:MODEL] | off").add_argument(
+        "argv", nargs=argparse.REMAINDER)
     sub.add_parser("help", help="this help")
     return parser
 
@@ -52,6 +54,10 @@ def run_line(ctx: MagicContext, line: str) -> None:
     words = split_words(line)
     if words and words[0] == "convert":  # its options belong to the converter's own parser
         return convert(words[1:])
+    if words and words[0] == "redirect":  # likewise
+        from .redirect import run_redirect
+
+        return run_redirect(words[1:])
     args = build_parser().parse_args(words)
     handler = HANDLERS.get(args.command or "", show_status)
     handler(ctx, args)

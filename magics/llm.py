@@ -97,7 +97,8 @@ class LLMMagics(Magics):
         The prompt may name notebook context: {name} (a variable), {In[3]}, {Out[3]}, {Err}
         (the last error); {{name}} sends the braces literally. Line commands: ``%llm`` (current
         settings), ``%llm help``, providers/list, models [ID], use TARGET, set KEY=VALUE,
-        key ID, history, reset, check [ID], switcher, error/fix, convert PATH --to ID.
+        key ID, history, reset, check [ID], switcher, error/fix, convert PATH --to ID,
+        redirect ID[:MODEL] | off.
         """
         if cell is None:
             from .commands import run_line

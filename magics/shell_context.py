@@ -19,14 +19,22 @@ def notebook_state(shell: Any, prompt: str | None = None, cells: int | None = No
     grow with the session. The inputs and outputs are the shell's own (read, never copied).
     """
     history = shell.history_manager
+    inputs = getattr(history, "input_hist_raw", None) or shell.user_ns.get("In", [])
     return NotebookState(
         namespace=shell.user_ns,
-        inputs=getattr(history, "input_hist_raw", None) or shell.user_ns.get("In", []),
+        inputs=inputs,
         outputs=shell.user_ns.get("Out", {}),
         texts=_text_outputs(history) if cells is None or cells > 0 else {},
         last_error=last_error_text(shell) if prompt is None or "{Err}" in prompt else None,
-        current=shell.execution_count - 1,  # IPython counts the running cell before running it
+        current=_running_cell(shell, inputs),
     )
+
+
+def _running_cell(shell: Any, inputs: list[str]) -> int:
+    """The running cell's number. IPython stores a cell's input before running it, but raises
+    ``execution_count`` before running it only from 8.13 on (8.12 and older raise it after)."""
+    stored = len(inputs) - 1
+    return stored if stored in (shell.execution_count, shell.execution_count - 1) else shell.execution_count - 1
 
 
 def last_error_text(shell: Any) -> str | None:

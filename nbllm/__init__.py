@@ -11,11 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Load the submodule nbllm.redirect (light: no openai until a redirect starts) before the function
+# redirect() below is defined: a submodule loaded later would replace the function on the package.
+from nbllm import redirect as _redirect_module  # noqa: E402, F401, I001
+
 if TYPE_CHECKING:
     from nbllm.messages import Message
+    from nbllm.redirect import Redirect
     from nbllm.response import Response
 
-__all__ = ["__version__", "chat", "stream", "set_key", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["__version__", "chat", "stream", "set_key", "redirect", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def chat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
@@ -50,6 +55,19 @@ def set_key(provider: str, key: str) -> None:
     except NbllmError:
         del key  # a refused key stays out of the traceback's frames (%xmode Verbose prints them)
         raise
+
+
+def redirect(target: str, models: list[str] | dict[str, str] | None = None) -> Redirect | None:
+    """Send this process's OpenAI SDK traffic to a provider: ``redirect("ernie")``, ``"qwen:qwen-max"``.
+
+    Clients made before and after, the module-level client and libraries on the SDK follow it;
+    ``models`` overrides the model map (``{"gpt-4o": "ernie-4.5-turbo-128k"}`` or ``["OLD=NEW"]``).
+    ``redirect("off")`` ends it; so does leaving ``with nbllm.redirect("ernie"):``.
+    """
+    if target.strip().lower() == "off":
+        _redirect_module.stop()
+        return None
+    return _redirect_module.redirect(target, models)
 
 
 def load_ipython_extension(ipython: Any) -> None:

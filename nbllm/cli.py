@@ -5,6 +5,7 @@
     nbllm chat [-p ID[:MODEL]] ...  stream one answer to stdout (prompt from stdin if absent)
     nbllm check [ID...]             a tiny real request per configured provider, with latency
     nbllm convert ...               rewrite OpenAI calls in notebooks (imports libcst only here)
+    nbllm run NB --to ID[:MODEL]    run a notebook unchanged, its OpenAI SDK traffic sent to a provider
 
 Exit status, one policy for every command: 2 for usage mistakes (bad options, no prompt),
 found by argparse or raised as ``_Usage``, with the usage line; 1 for every ``NbllmError``, be it
@@ -219,6 +220,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     _add_convert(sub, argv)
+    from nbllm.run import configure_parser as configure_run
+
+    configure_run(sub.add_parser("run", help="run a notebook unchanged with its OpenAI SDK calls sent to a provider"))
     return parser
 
 

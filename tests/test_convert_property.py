@@ -15,8 +15,8 @@ from nbllm.config import get_spec
 from nbllm.convert import convert_paths
 from nbllm.convert.cells import CodeCell, mask_cell, restore_text
 from nbllm.convert.codemods.base import Target, new_context
-from nbllm.convert.models import ModelMap
 from nbllm.convert.pipeline import _passes, prepare, run_codemods
+from nbllm.modelmap import ModelMap
 from tests.convert_fixtures.helpers import notebook_json, write_notebook
 
 SLOW = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -299,3 +299,15 @@ def test_cell_magic_answers_and_errors_show_no_secret(env: FakeErnieServer,
     finally:
         shell.run_line_magic("unload_ext", "nbllm")
         InteractiveShell.clear_instance()
+
+
+def test_an_expired_token_inside_a_stream_is_an_auth_error() -> None:
+    """Code 111 after the stream has begun cannot be retried with a new token: one AuthError paragraph."""
+    from nbllm.errors import AuthError
+    from nbllm.providers.ernie_v1 import ResultDecoder
+
+    decoder = ResultDecoder(get_spec("ernie-v1"))
+    assert decoder.feed('{"result": "partial", "is_end": false}')[0].text == "partial"
+    with pytest.raises(AuthError) as caught:
+        decoder.feed('{"error_code": 111, "error_msg": "Access token expired"}')
+    assert "expired" in str(caught.value).lower()

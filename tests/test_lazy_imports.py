@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("httpx", "httpx_sse", "libcst", "ipywidgets", "nbformat", "IPython")
+HEAVY = ("httpx", "httpx_sse", "libcst", "ipywidgets", "nbformat", "IPython", "openai", "nbclient", "jupyter_client")
 
 
 def loaded_after(code: str, env: dict[str, str] | None = None) -> list[str]:
@@ -46,3 +46,10 @@ def test_chat_function_not_shadowed_by_submodule() -> None:
 
     assert callable(nbllm.chat) and nbllm.chat.__module__ == "nbllm"
     assert importlib.util.find_spec("nbllm.chat") is None  # no module of that name to shadow it
+
+
+def test_redirect_function_not_shadowed_by_submodule() -> None:
+    import nbllm
+    from nbllm.redirect import status  # noqa: F401 - the submodule of the same name
+
+    assert callable(nbllm.redirect) and nbllm.redirect.__module__ == "nbllm"

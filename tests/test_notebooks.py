@@ -21,6 +21,7 @@ from nbclient import NotebookClient
 
 from nbllm.secrets import redact
 from tests.conftest import UseFake
+from tests.fakes.embeddings_server import FakeEmbeddingsServer
 from tests.fakes.loopback import RecordedRequest
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.opennmt_server import FakeOpenNMTServer
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.timeout(240)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 EXAMPLES = ("quickstart.ipynb", "switch-providers.ipynb", "convert-openai-notebooks.ipynb",
-            "translate-with-opennmt.ipynb")
+            "translate-with-opennmt.ipynb", "run-openai-notebooks-unchanged.ipynb")
 
 
 # -- running a notebook ---------------------------------------------------------------------------
@@ -304,3 +305,52 @@ def test_switch_providers(workdir: Path, tmp_path: Path, use_fake: UseFake, monk
     else:
         assert "NBLLM_LOCAL_MODEL=/path/to/model.gguf" in local
     assert_no_keys(nb, [key, gateway.api_key])
+
+
+# -- running OpenAI notebooks unchanged ------------------------------------------------------------
+def stream_text(c: nbformat.NotebookNode, name: str) -> str:
+    return "".join(out.text for out in c.outputs if out.output_type == "stream" and out.name == name)
+
+
+def test_run_openai_notebooks_unchanged(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fake: UseFake,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    openai_key = "sk-openaiKEYmustNOTleave0000000003"
+    with FakeEmbeddingsServer() as ernie, FakeOpenAIServer(api_key=openai_key) as relay:
+        keys = [use_fake("ernie", ernie), use_fake("qwen", servers["qwen"])]
+        monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+        monkeypatch.setenv("OPENAI_BASE_URL", relay.base_url)  # "OpenAI" here: where traffic goes after off
+        nb = nbformat.read(workdir / "run-openai-notebooks-unchanged.ipynb", as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell(
+            'after = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "off"}])\n'
+            "print(after.choices[0].message.content)"))
+        nbformat.write(nb, workdir / "with-a-cell-after-off.ipynb")
+        nb = execute(workdir, "with-a-cell-after-off.ipynb")
+
+    assert "now goes to Baidu ERNIE (Qianfan v2) (ernie)" in printed(cell(nb, "%llm redirect ernie"))
+    first = cell(nb, "reply = client.chat.completions.create(\n    model=\"gpt-4o\"")
+    assert stream_text(first, "stdout") == "echo: In one sentence, what is a Jupyter kernel?\n"
+    assert stream_text(first, "stderr") == "nbllm redirect: gpt-4o -> ernie-4.5-turbo-128k (strong tier)\n"
+    assert stream_text(cell(nb, "stream = OpenAI()"), "stdout") == "echo: Count from one to five.\n"
+    assert stream_text(cell(nb, "vectors = client.embeddings"), "stdout") == "2 vectors\n"
+    assert stream_text(cell(nb, "tools = ["), "stdout") == "echo: Weather in Hangzhou?\n"
+    assert stream_text(cell(nb, "from openai import AsyncOpenAI"), "stdout") == "echo: Is 221 prime?\n"
+    assert stream_text(cell(nb, "from langchain_openai"), "stdout") == "echo: Name one famous dish from Sichuan.\n"
+    assert [(r.path, r.json["model"]) for r in ernie.requests] == [
+        ("/v1/chat/completions", "ernie-4.5-turbo-128k"), ("/v1/chat/completions", "ernie-speed-128k"),
+        ("/v1/embeddings", "embedding-v1"), ("/v1/chat/completions", "ernie-4.5-turbo-128k"),
+        ("/v1/chat/completions", "ernie-x1-turbo-32k"), ("/v1/chat/completions", "ernie-speed-128k")]
+    assert ernie.requests[3].json["tools"][0]["function"]["name"] == "get_weather"
+    assert {r.headers["authorization"] for r in ernie.requests} == {f"Bearer {keys[0]}"}
+    (status,) = [c for c in nb.cells if c.source == "%llm redirect"]
+    assert "Models mapped so far: gpt-4o -> ernie-4.5-turbo-128k, gpt-4o-mini -> ernie-speed-128k, " \
+        "text-embedding-3-small -> embedding-v1, gpt-4.1 -> ernie-4.5-turbo-128k, o3-mini -> ernie-x1-turbo-32k." \
+        in printed(status)
+    assert stream_text(cell(nb, "import nbllm"), "stdout") == "qwen-max echo: Which model are you?\n"
+    assert [r.json["model"] for r in servers["qwen"].chat_requests] == ["qwen-max"]
+    assert "Redirect to ernie ended" in printed(cell(nb, "%llm redirect off"))
+    assert stream_text(nb.cells[-1], "stdout") == "echo: off\n"
+    (back,) = relay.requests
+    assert back.headers["authorization"] == f"Bearer {openai_key}" and back.json["model"] == "gpt-4o"
+    for req in [*ernie.requests, *servers["qwen"].requests]:
+        assert openai_key not in str(req.headers)
+    assert_no_keys(nb, [*keys, openai_key])

@@ -6,10 +6,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from nbllm.config import get_spec, load_specs
-from nbllm.convert.models import describe, parse_overrides
 from nbllm.convert.result import BatchResult
 from nbllm.convert.runner import Options, discover, run_batch
 from nbllm.errors import ConfigError
+from nbllm.modelmap import describe, parse_overrides
 from nbllm.providers.catalog import ProviderSpec
 
 

@@ -99,8 +99,8 @@ def _sibling_warnings(path: Path, codes: list[tuple[int, str]]) -> list[Item]:
 def _convert_code(texts: list[tuple[int, str, str | None]], opts: Options) -> tuple[dict[int, str], list[Item]]:
     """Run the codemods (imported here: the fast path never loads libcst)."""
     from nbllm.convert.codemods.base import Target
-    from nbllm.convert.models import ModelMap
     from nbllm.convert.pipeline import prepare, run_codemods
+    from nbllm.modelmap import ModelMap
 
     target = Target(opts.spec, ModelMap(opts.spec, dict(opts.model_overrides)), keep_v0=opts.keep_v0)
     cells = prepare(texts)

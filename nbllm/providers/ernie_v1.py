@@ -224,15 +224,18 @@ def _parse_chunk(spec: ProviderSpec, data: str) -> dict[str, Any]:
     chunk = json_object(data)
     if chunk is None:
         raise make_error(spec, None, f"a stream chunk that is not a JSON object: {data[:200]}")
-    check_payload(spec, chunk, "")
+    check_payload(spec, chunk, None)  # mid-stream an expired token is too late to renew: AuthError
     return chunk
 
 
-def check_payload(spec: ProviderSpec, payload: dict[str, Any], token: str) -> None:
-    """Raise for an ``error_code`` body (sent with HTTP 200) or a content-safety verdict."""
+def check_payload(spec: ProviderSpec, payload: dict[str, Any], token: str | None) -> None:
+    """Raise for an ``error_code`` body (sent with HTTP 200) or a content-safety verdict.
+
+    ``token`` is the one the request used, when a new one can still be bought and the call sent again.
+    """
     if "error_code" in payload:
         error = make_error(spec, None, payload)
-        if payload["error_code"] in _EXPIRED_CODES:
+        if token is not None and payload["error_code"] in _EXPIRED_CODES:
             raise _TokenExpired(token, error)
         raise error
     if payload.get("need_clear_history") and "sentence_id" not in payload:

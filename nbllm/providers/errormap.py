@@ -31,8 +31,10 @@ from nbllm.providers.catalog import ProviderSpec
 
 # Provider codes (and error types) that mean "blocked by content safety" or "out of money",
 # whatever HTTP status they arrive with (docs/providers.md#errors).
-CONTENT_FILTER_CODES = {"content_filter", "1301", "data_inspection_failed", "sensitive", "336003_safety"}
-QUOTA_CODES = {"insufficient_quota", "1113", "arrearage", "insufficient_balance", "17", "19"}
+CONTENT_FILTER_CODES = {"content_filter", "1301", "data_inspection_failed", "datainspectionfailed", "sensitive",
+                        "336003_safety", "inputtextriskdetection", "outputtextriskdetection"}
+QUOTA_CODES = {"insufficient_quota", "1113", "arrearage", "insufficient_balance", "17", "19",
+               "exceeded_current_quota_error", "accountoverdueerror"}
 RATE_LIMIT_CODES = {"rate_limit_exceeded", "rpm_rate_limit_exceeded", "tpm_rate_limit_exceeded",
                     "1302", "1303", "18", "336501", "336502"}
 AUTH_CODES = {"invalid_api_key", "invalid_authentication_error", "incorrect_api_key_error",

@@ -9,9 +9,9 @@ from typing import Any
 
 from nbllm.config import get_spec
 from nbllm.convert.codemods.base import Target
-from nbllm.convert.models import ModelMap
 from nbllm.convert.pipeline import prepare, run_codemods
 from nbllm.convert.result import Item
+from nbllm.modelmap import ModelMap
 
 FIXTURES = Path(__file__).parent
 

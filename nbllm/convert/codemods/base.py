@@ -15,7 +15,7 @@ from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
 from libcst.metadata import BaseMetadataProvider, MetadataWrapper, PositionProvider, ScopeProvider
 
 from nbllm.convert.codemods.fastmeta import FastDispatch, SharedWrapper, init_codemod
-from nbllm.convert.models import ModelMap
+from nbllm.modelmap import ModelMap
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.secrets import mask
 

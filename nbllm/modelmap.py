@@ -1,4 +1,4 @@
-"""Which model a converted notebook asks for: OpenAI families mapped onto the target's tiers.
+"""Which model a request asks for: OpenAI families mapped onto a provider's tiers (convert and redirect).
 
 Only real OpenAI model ids are recognised (a strict pattern), so look-alikes such as an index
 called ``"gpt-4-langchain-docs"`` or a vector-DB config ``{"model": "ada"}`` never match.

@@ -1,0 +1,448 @@
+"""Send this process's OpenAI SDK traffic to another provider: ``%llm redirect``, ``nbllm.redirect``.
+
+Why a patch, and why this one: the SDK's public settings (``base_url``, ``api_key``,
+``http_client``, ``OPENAI_BASE_URL``) reach only clients created afterwards and cannot rename
+models, while a notebook already holds clients and names OpenAI models in its code. Every v1
+client (``OpenAI``, ``AsyncOpenAI``, the module-level ``openai.chat...`` client, LangChain's)
+builds each HTTP request in one method, ``BaseClient._build_request``; wrapping it lets us
+rewrite the requests bound for OpenAI (``api.openai.com`` or ``OPENAI_BASE_URL``) and no
+others: URL, key and model. The SDK then sends, retries, streams and raises exactly as it
+would against OpenAI; its ``_make_status_error_from_response`` is wrapped too, to put nbllm's
+one-paragraph message into the SDK's own exception. The one public setting we do use is
+``OPENAI_API_KEY``: unset, it gets a placeholder so ``OpenAI()`` can be built without an OpenAI
+account. ``off`` puts every attribute and the variable back.
+The SDK facts: docs/redirect.md#where-every-request-is-built and docs/redirect.md#errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType, TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from nbllm.errors import ConfigError, NbllmError
+from nbllm.modelmap import ModelMap, is_openai_model, parse_overrides, tier_of
+from nbllm.providers.catalog import ProviderSpec
+
+OPENAI_HOST = "api.openai.com"
+PLACEHOLDER_KEY = "nbllm-redirect-no-openai-key"
+# Headers that carry OpenAI credentials or account ids: never forwarded to another host.
+_DROPPED = {"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "host"}
+
+
+@dataclass
+class Target:
+    """Where redirected requests go, and how their model names change."""
+
+    spec: ProviderSpec
+    key: str | None = field(repr=False)  # never in a repr
+    model: str | None = None  # ``ID:model``: every OpenAI chat model becomes this one
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.spec.base_url.rstrip("/")
+
+    def map_model(self, name: str) -> tuple[str, str | None]:
+        """The model to send instead of ``name``, and why (None when it is kept)."""
+        if name in self.overrides:
+            return self.overrides[name], "--model"
+        if self.model and is_openai_model(name) and tier_of(name) != "embedding":
+            return self.model, f"{self.spec.id}:{self.model}"
+        mapping = ModelMap(self.spec, self.overrides).lookup(name)
+        if mapping is None or mapping.new == name:
+            return name, mapping.warning if mapping else None
+        reason = f"{mapping.tier} tier" + (f"; {mapping.warning}" if mapping.warning else "")
+        return mapping.new, reason
+
+
+@dataclass
+class _State:
+    target: Target
+    mapped: dict[str, str] = field(default_factory=dict)  # old -> new, in the order first seen
+    noted: set[str] = field(default_factory=set)
+    placeholder: bool = False
+
+
+_lock = threading.RLock()
+_state: _State | None = None
+_patches: list[tuple[Any, str, Any]] = []  # (owner, attribute, original) to put back
+
+
+# -- public API ------------------------------------------------------------------------------
+class Redirect:
+    """An active redirect; ``with nbllm.redirect("ernie"):`` ends it (or restores the previous one)."""
+
+    def __init__(self, target: Target, previous: Target | None, message: str = "") -> None:
+        self.target = target
+        self._previous = previous
+        self.message = message  # what was said (or would have been, when quiet)
+
+    def __enter__(self) -> Redirect:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._previous is None:
+            stop(quiet=True)
+        else:
+            start_target(self._previous, quiet=True)
+
+    def off(self) -> str:
+        return stop()
+
+    def __repr__(self) -> str:
+        return f"<nbllm redirect to {self.target.spec.id} at {self.target.base_url}>"
+
+
+def redirect(target: str, models: list[str] | dict[str, str] | None = None, *, quiet: bool = False) -> Redirect:
+    """Route OpenAI SDK traffic to ``target`` (``"ernie"``, ``"qwen:qwen-max"``) until ``off``."""
+    overrides = dict(models) if isinstance(models, dict) else parse_overrides(models)
+    return start_target(resolve(target, overrides), quiet=quiet)
+
+
+def resolve(target: str, overrides: dict[str, str] | None = None) -> Target:
+    """Check the provider, its protocol and its key before anything is changed."""
+    from nbllm.config import get_spec, split_target
+    from nbllm.keys import require_key
+
+    if not target or not target.strip():
+        raise ConfigError("%llm redirect needs a provider id, for example %llm redirect ernie (or off).")
+    pid, model = split_target(target)
+    spec = get_spec(pid)
+    if spec.id == "openai":
+        raise ConfigError("openai is where the traffic goes without a redirect; %llm redirect off stops redirecting.")
+    if not spec.openai_compatible:
+        raise ConfigError(
+            f"{spec.label} ({spec.id}) speaks its own protocol ({spec.dialect}), not OpenAI's, so OpenAI SDK "
+            "requests cannot be sent to it. Redirect to an OpenAI-compatible provider (nbllm providers lists them)."
+        )
+    key = require_key(spec)
+    if key is not None and not _header_safe(key):
+        raise ConfigError(
+            f"The key for {spec.id} has spaces, line breaks or non-ASCII characters, which an HTTP header cannot "
+            f"carry. Set it again ({' or '.join(spec.key_env) or '%llm key ' + spec.id}) without them."
+        )
+    return Target(spec, key, model, dict(overrides or {}))
+
+
+def start_target(target: Target, *, quiet: bool = False) -> Redirect:
+    """Make ``target`` the active redirect (replacing any other) and install the patches once."""
+    global _state
+    with _lock:
+        previous = _state.target if _state else None
+        if previous == target:
+            message = f"Already redirecting to {target.spec.id}; nothing changed."
+        else:
+            _install()
+            placeholder = _state.placeholder if _state else _set_placeholder_key()
+            _state = _State(target, placeholder=placeholder)
+            message = started_text(target, previous)
+    if not quiet:
+        _say(message)
+    return Redirect(target, previous, message)
+
+
+def stop(*, quiet: bool = False) -> str:
+    """End the redirect: every patched attribute and the placeholder key are put back."""
+    global _state
+    with _lock:
+        state, _state = _state, None
+        _uninstall()
+        if state is not None and state.placeholder and os.environ.get("OPENAI_API_KEY") == PLACEHOLDER_KEY:
+            del os.environ["OPENAI_API_KEY"]
+    if state is None:
+        text = "No redirect was active; OpenAI SDK traffic already goes where each client points."
+    else:
+        text = (f"Redirect to {state.target.spec.id} ended: OpenAI SDK requests go to "
+                f"{' or '.join(_openai_bases())} again.")
+        if state.placeholder:
+            text += (" Clients created during the redirect hold nbllm's placeholder instead of an OpenAI key; "
+                     "create them again with a key to use OpenAI.")
+    if not quiet:
+        _say(text)
+    return text
+
+
+def active() -> Target | None:
+    with _lock:
+        return _state.target if _state else None
+
+
+def status() -> str:
+    """What is redirected, where, and which model names were mapped so far."""
+    with _lock:
+        state = _state
+        mapped = dict(state.mapped) if state else {}
+    if state is None:
+        return "No redirect: OpenAI SDK traffic goes where each client points (%llm redirect ID starts one)."
+    spec = state.target.spec
+    names = ", ".join(f"{old} -> {new}" for old, new in mapped.items()) or "none yet"
+    return (f"OpenAI SDK requests for {' and '.join(_openai_bases())} go to {spec.label} ({spec.id}) at "
+            f"{state.target.base_url}, from every OpenAI and AsyncOpenAI client (old or new, the module-level "
+            f"one and libraries such as LangChain). Clients with another base_url and Azure clients are left "
+            f"alone. Models mapped so far: {names}. %llm redirect off restores direct OpenAI traffic.")
+
+
+def started_text(target: Target, previous: Target | None) -> str:
+    from nbllm.modelmap import describe
+
+    spec = target.spec
+    was = f" (instead of {previous.spec.id})" if previous and previous.spec.id != spec.id else ""
+    if target.model:
+        models = (f"OpenAI chat models become {target.model}; embedding models "
+                  f"{spec.tiers.get('embedding') or spec.default_model}")
+    else:
+        models = "model map: " + "; ".join(describe(spec, target.overrides))
+    return (f"OpenAI SDK traffic in this process now goes to {spec.label} ({spec.id}) at {target.base_url}"
+            f"{was}, with the {spec.id} key; {models}. %llm redirect off restores it.")
+
+
+# -- rewriting one request ----------------------------------------------------------------------
+def _openai_bases() -> list[str]:
+    """The URLs whose requests are OpenAI's: the SDK default and ``OPENAI_BASE_URL`` (0.x: ``OPENAI_API_BASE``)."""
+    bases = [f"https://{OPENAI_HOST}/v1"]
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        env = os.environ.get(name, "").strip().rstrip("/")
+        if env and env not in bases:
+            bases.append(env)
+    return bases
+
+
+def provider_url(url: str, target: Target) -> str | None:
+    """The provider URL for a request URL bound for OpenAI, else None (left alone)."""
+    parts = urlsplit(url)
+    if parts.hostname == OPENAI_HOST:
+        path = parts.path[3:] if parts.path.startswith("/v1/") else parts.path
+    else:
+        base = next((b for b in _openai_bases()[1:] if url == b or url.startswith(b + "/") or
+                     url.startswith(b + "?")), None)
+        if base is None:
+            return None
+        path = urlsplit(url[len(base):] or "/").path
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{target.base_url}/{path.lstrip('/')}{query}"
+
+
+def rewrite(request: Any) -> Any:
+    """A new request of the same httpx flavour for the provider, or None to send it unchanged."""
+    with _lock:
+        state = _state
+    if state is None:
+        return None
+    url = provider_url(str(request.url), state.target)
+    if url is None:
+        return None
+    target = state.target
+    body = _json_body(request)
+    dropped = _DROPPED | ({"content-length"} if body is not None else set())
+    headers = [("Host", urlsplit(url).netloc), *_provider_headers(request.headers.multi_items(), target, dropped)]
+    kwargs: dict[str, Any] = {"extensions": request.extensions}
+    if body is None:  # multipart uploads and the like: the same bytes, to the new URL
+        kwargs["stream"] = request.stream
+    else:
+        kwargs["content"] = json.dumps(_map_body(body, state), ensure_ascii=False).encode()
+    return type(request)(request.method, url, headers=headers, **kwargs)
+
+
+def _provider_headers(pairs: Any, target: Target, dropped: set[str]) -> list[tuple[str, str]]:
+    """The request's headers without OpenAI's credentials, with the provider's added."""
+    headers = [(k, v) for k, v in pairs if k.lower() not in dropped and not k.lower().startswith("openai-")]
+    if target.key:
+        headers.append(("Authorization", f"Bearer {target.key}"))
+    headers += list(target.spec.extra_headers.items())
+    headers += [(name, os.environ[var]) for name, var in target.spec.headers_from_env.items() if os.environ.get(var)]
+    return headers
+
+
+def _json_body(request: Any) -> dict[str, Any] | None:
+    if "json" not in request.headers.get("content-type", ""):
+        return None
+    try:
+        body = json.loads(request.content)
+    except Exception:  # not JSON, or a streamed body not read yet (httpx and httpx2 name that error apart)
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _map_body(body: dict[str, Any], state: _State) -> dict[str, Any]:
+    body = {**state.target.spec.extra_body, **body}
+    name = body.get("model")
+    if isinstance(name, str):
+        new, reason = state.target.map_model(name)
+        body["model"] = new
+        _note_mapping(state, name, new, reason)
+    return body
+
+
+def _note_mapping(state: _State, old: str, new: str, reason: str | None) -> None:
+    """One line the first time each name is mapped (or kept with a warning)."""
+    with _lock:
+        if old in state.noted:
+            return
+        state.noted.add(old)
+        if new != old:
+            state.mapped[old] = new
+    if new != old:
+        _say(f"nbllm redirect: {old} -> {new}" + (f" ({reason})" if reason else ""))
+    elif reason:
+        _say(f"nbllm redirect: {reason}")
+
+
+def _note_once(key: str, text: str) -> None:
+    with _lock:
+        if _state is None or key in _state.noted:
+            return
+        _state.noted.add(key)
+    _say(text)
+
+
+# -- errors ------------------------------------------------------------------------------------
+def provider_message(response: Any) -> str | None:
+    """nbllm's paragraph for a failed answer from the active target, else None."""
+    from nbllm.providers.errormap import decode_body, make_error
+
+    target = active()
+    if target is None or not str(response.request.url).startswith(target.base_url + "/"):
+        return None
+    try:
+        body = decode_body(response.content)
+    except Exception:  # a body that could not be read: the status alone
+        body = None
+    error = make_error(target.spec, response.status_code, body, response.headers)
+    return (f"{error.message} (nbllm redirected this OpenAI SDK request; %llm redirect shows the model map, "
+            "--model OLD=NEW changes it, %llm redirect off stops it.)")
+
+
+def _with_message(exc: Any, message: str) -> Any:
+    exc.message = message
+    exc.args = (message,)
+    return exc
+
+
+# -- the patches -------------------------------------------------------------------------------
+def _install() -> None:
+    if _patches:
+        return
+    try:
+        import openai
+    except ImportError:
+        raise NbllmError("The openai package is not installed in this Python, so there is no OpenAI SDK traffic "
+                         "to redirect (pip install openai, or use %%llm directly).") from None
+    if not hasattr(openai, "OpenAI"):
+        _install_v0(openai)
+        return
+    from openai import _base_client
+    from openai.lib import _old_api
+
+    base = _base_client.BaseClient
+    _patch(base, "_build_request", _wrap_build_request(base._build_request))
+    _patch(base, "_make_status_error_from_response", _wrap_status_error(base._make_status_error_from_response))
+    _patch(_old_api.APIRemovedInV1, "__init__", _wrap_removed_api(_old_api.APIRemovedInV1.__init__))
+
+
+def _install_v0(openai: Any) -> None:
+    """openai<1: every request's URL, headers and body come from ``APIRequestor._prepare_request_raw``."""
+    from openai import api_requestor
+
+    owner = api_requestor.APIRequestor
+    _patch(owner, "_prepare_request_raw", _wrap_prepare_raw(owner._prepare_request_raw))
+    if openai.api_key is None:  # 0.x reads the key from the module; unset, every call raises first
+        _patch_value(openai, "api_key", PLACEHOLDER_KEY)
+
+
+def _wrap_prepare_raw(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _prepare_request_raw(self: Any, *args: Any, **kwargs: Any) -> Any:
+        abs_url, headers, data = original(self, *args, **kwargs)
+        with _lock:
+            state = _state
+        url = provider_url(abs_url, state.target) if state and str(self.api_type).endswith("OPEN_AI") else None
+        if state is None or url is None:
+            return abs_url, headers, data
+        if isinstance(data, bytes) and "json" in str(headers.get("Content-Type", "")):
+            data = json.dumps(_map_body(json.loads(data), state), ensure_ascii=False).encode()
+        return url, dict(_provider_headers(headers.items(), state.target, _DROPPED)), data
+
+    return _prepare_request_raw
+
+
+def _patch_value(owner: Any, name: str, value: Any) -> None:
+    _patches.append((owner, name, getattr(owner, name)))
+    setattr(owner, name, value)
+
+
+def _patch(owner: Any, name: str, replacement: Callable[..., Any]) -> None:
+    _patches.append((owner, name, owner.__dict__[name]))
+    setattr(owner, name, replacement)
+
+
+def _uninstall() -> None:
+    while _patches:
+        owner, name, original = _patches.pop()
+        if isinstance(owner, ModuleType) and getattr(owner, name) != PLACEHOLDER_KEY:
+            continue  # the notebook set its own value since: keep it
+        setattr(owner, name, original)
+
+
+def _wrap_build_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _build_request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        request = original(self, *args, **kwargs)
+        if _left_alone(self):
+            return request
+        return rewrite(request) or request
+
+    return _build_request
+
+
+def _left_alone(client: Any) -> bool:
+    """Azure clients and clients with their own auth machinery keep their requests."""
+    from openai.lib.azure import BaseAzureClient
+
+    if isinstance(client, BaseAzureClient):
+        _note_once("azure", "nbllm redirect: an Azure OpenAI client is left alone (it targets Azure on purpose).")
+        return True
+    return getattr(client, "_provider_runtime", None) is not None or \
+        getattr(client, "workload_identity", None) is not None
+
+
+def _wrap_status_error(original: Callable[..., Any]) -> Callable[..., Any]:
+    def _make_status_error_from_response(self: Any, response: Any) -> Any:
+        exc = original(self, response)
+        message = provider_message(response)
+        return _with_message(exc, message) if message else exc
+
+    return _make_status_error_from_response
+
+
+def _wrap_removed_api(original: Callable[..., Any]) -> Callable[..., Any]:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - replaces a constructor
+        original(self, *args, **kwargs)
+        note = ("This is openai<1 code and the installed openai is 1.0 or newer, so the SDK itself refuses it "
+                "(the redirect cannot help). Run `nbllm convert NOTEBOOK.ipynb --to ID` (or %llm convert) to "
+                "migrate it to the v1 client; then the redirect or the converted code reaches the provider.")
+        self.args = (f"{note}\n{self.args[0] if self.args else ''}",)
+
+    return __init__
+
+
+# -- small helpers -----------------------------------------------------------------------------
+def _set_placeholder_key() -> bool:
+    if os.environ.get("OPENAI_API_KEY", "").strip():
+        return False
+    os.environ["OPENAI_API_KEY"] = PLACEHOLDER_KEY
+    return True
+
+
+def _header_safe(key: str) -> bool:
+    return key.isascii() and key.isprintable() and not any(c.isspace() for c in key)
+
+
+def _say(text: str) -> None:
+    from nbllm.secrets import redact
+
+    print(redact(text), file=sys.stderr, flush=True)

@@ -1,0 +1,157 @@
+"""``nbllm run NOTEBOOK --to ID``: execute a notebook unchanged with its OpenAI traffic redirected.
+
+The honest way to try a notebook on another provider before converting it: the code cells run as
+written (their sources are never touched), in the notebook's own kernel, after a hidden setup
+cell that starts ``nbllm.redirect`` in that kernel. The executed copy goes next to the input
+(``NAME.ID.ipynb``) unless ``--output`` names another file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbllm.errors import NbllmError, NotebookReadError, NotebookWriteError
+
+_MAPPED = re.compile(r"^nbllm redirect: (\S+) -> (\S+)", re.M)
+
+
+@dataclass
+class RunResult:
+    output: Path
+    cells_run: int
+    seconds: float
+    failed_cell: int | None = None  # 1-based, counting every cell (as nbllm convert's #cell-N)
+    error: str = ""
+    execution_count: int | None = None
+    mapped: dict[str, str] = field(default_factory=dict)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebook", metavar="NOTEBOOK.ipynb")
+    parser.add_argument("--to", required=True, metavar="ID[:MODEL]", help="the provider (and model) to send OpenAI "
+                        "SDK requests to")
+    parser.add_argument("--output", "-o", metavar="OUT.ipynb", help="where the executed copy goes "
+                        "(default NOTEBOOK.ID.ipynb next to it; never the input unless named here)")
+    parser.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per cell (default 600)")
+    parser.add_argument("--model", action="append", default=[], metavar="OLD=NEW",
+                        help="send NEW where the code names OLD (repeatable)")
+    parser.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from nbllm.modelmap import parse_overrides
+    from nbllm.secrets import redact
+
+    result = run_notebook(Path(args.notebook), args.to, output=Path(args.output) if args.output else None,
+                          timeout=args.timeout, models=parse_overrides(args.model))
+    mapped = ", ".join(f"{old} -> {new}" for old, new in result.mapped.items()) or "none"
+    if result.failed_cell is None:
+        print(redact(f"Ran {result.cells_run} code cells of {args.notebook} against {args.to} in "
+                     f"{result.seconds:.1f} s. Models mapped: {mapped}. Executed copy: {result.output}"))
+        return 0
+    count = f" (In [{result.execution_count}])" if result.execution_count else ""
+    print(redact(f"nbllm run: cell {result.failed_cell}{count} of {args.notebook} failed: {result.error}. "
+                 f"{result.cells_run} code cells ran against {args.to} before it (models mapped: {mapped}). "
+                 f"The executed copy, with outputs up to that cell, is {result.output}."), file=sys.stderr)
+    return 1
+
+
+def run_notebook(path: Path, target: str, *, output: Path | None = None, timeout: float | None = 600.0,
+                 models: dict[str, str] | None = None) -> RunResult:
+    """Execute every cell of ``path`` with the redirect to ``target`` on; stop at the first failing cell."""
+    import nbformat
+
+    from nbllm.redirect import resolve
+
+    spec_target = resolve(target, models)  # unknown provider, missing key: fail before a kernel starts
+    nb = _read(path)
+    output = output or path.with_name(f"{path.stem}.{spec_target.spec.id}.ipynb")
+    start = time.perf_counter()
+    result = _execute(nb, path, target, models or {}, timeout)
+    result.output, result.seconds = output, time.perf_counter() - start
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                result.mapped.update(_MAPPED.findall(out.get("text", "")))
+    _write(nbformat, nb, output)
+    return result
+
+
+def _execute(nb: Any, path: Path, target: str, models: dict[str, str], timeout: float | None) -> RunResult:
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    setup = (f"from nbllm.redirect import redirect as _nbllm_redirect\n"
+             f"_nbllm_redirect({target!r}, {models!r}, quiet=True)\ndel _nbllm_redirect")
+    client = NotebookClient(nb, timeout=timeout, kernel_name=_kernel_name(nb),
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    client.reset_execution_trackers()
+    ran = 0
+    with client.setup_kernel():  # the kernel is shut down however this block ends
+        # Straight through the kernel client: execute_cell would store the cell in the notebook.
+        reply = client.wait_for_reply(client.kc.execute(setup, store_history=False, stop_on_error=True))
+        content = reply["content"] if reply else {"status": "error", "ename": "Timeout", "evalue": "no reply"}
+        if content["status"] != "ok":
+            raise NbllmError(f"The kernel could not start the redirect ({content.get('ename')}: "
+                             f"{content.get('evalue')}). nbllm must be installed where the notebook's kernel "
+                             f"({client.kernel_name}) runs.")
+        info = client.wait_for_reply(client.kc.kernel_info())
+        if info and "language_info" in info["content"]:
+            nb.metadata["language_info"] = info["content"]["language_info"]
+        for index, cell in enumerate(nb.cells):
+            try:
+                client.execute_cell(cell, index, execution_count=ran + 1)
+            except CellExecutionError as exc:
+                error = f"{exc.ename}: {exc.evalue}"
+                return RunResult(Path(), ran, 0.0, index + 1, error if len(error) < 400 else error[:400] + "...",
+                                 cell.execution_count)
+            except (CellTimeoutError, DeadKernelError) as exc:
+                what = f"no result within {timeout:g} s (--timeout)" if isinstance(exc, CellTimeoutError) else \
+                    "the kernel died"
+                return RunResult(Path(), ran, 0.0, index + 1, what, cell.execution_count)
+            ran += cell.cell_type == "code" and bool(cell.source.strip())
+        client.set_widgets_metadata()
+    return RunResult(Path(), ran, 0.0)
+
+
+def _kernel_name(nb: Any) -> str:
+    """The notebook's kernel when it is installed here, else the current Python's."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = (nb.metadata.get("kernelspec") or {}).get("name") or "python3"
+    if name != "python3" and name not in KernelSpecManager().find_kernel_specs():
+        print(f"nbllm run: kernel {name!r} is not installed here; running with this Python (python3).",
+              file=sys.stderr)
+        return "python3"
+    return name
+
+
+def _read(path: Path) -> Any:
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise NotebookReadError(f"No such notebook: {path}.") from None
+    except Exception as exc:  # JSON errors, schema errors, directories: all one message
+        raise NotebookReadError(f"{path} could not be read as a notebook ({type(exc).__name__}: {exc}).") from None
+
+
+def _write(nbformat: Any, nb: Any, output: Path) -> None:
+    """Write atomically: a failed write leaves no half-written file."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            nbformat.write(nb, handle)
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise NotebookWriteError(f"The executed notebook could not be written to {output}: {exc}.") from None

@@ -1,0 +1,75 @@
+"""The redirect where ``openai<1`` is installed (a separate environment: ``pip install 'openai==0.28.1'``).
+
+In the project's own environment (``openai>=1``) this module is skipped; the same calls are what
+``notebooks/legacy/01_chat_completion_openai028.ipynb`` makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+openai = pytest.importorskip("openai")
+if hasattr(openai, "OpenAI"):
+    pytest.skip("openai>=1 is installed; these tests need openai<1", allow_module_level=True)
+
+import nbllm  # noqa: E402
+from nbllm.redirect import PLACEHOLDER_KEY, stop  # noqa: E402
+from tests.conftest import UseFake  # noqa: E402
+from tests.fakes.embeddings_server import FakeEmbeddingsServer  # noqa: E402
+
+OPENAI_KEY = "sk-openaiKEYmustNOTleave0000000004"
+ERNIE_KEY = "bce-v3-v0-key-90ab"
+
+
+@pytest.fixture
+def ernie(use_fake: UseFake) -> Iterator[FakeEmbeddingsServer]:
+    with FakeEmbeddingsServer(api_key=ERNIE_KEY) as server:
+        use_fake("ernie", server, key=ERNIE_KEY)
+        yield server
+        stop(quiet=True)
+        for req in server.requests:
+            assert OPENAI_KEY not in str(req.headers) and OPENAI_KEY.encode() not in req.body
+
+
+def test_module_settings_and_model_names_are_redirected(ernie: FakeEmbeddingsServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openai, "api_key", OPENAI_KEY)
+    nbllm.redirect("ernie")
+    reply = openai.ChatCompletion.create(model="gpt-3.5-turbo", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message["content"] == "echo: hi"
+    pieces = [c["choices"][0]["delta"].get("content", "") for c in openai.ChatCompletion.create(
+        model="gpt-4", messages=[{"role": "user", "content": "Count to five."}], stream=True) if c["choices"]]
+    assert "".join(pieces) == "echo: Count to five."
+    vector = openai.Embedding.create(input="hello notebook", model="text-embedding-ada-002")["data"][0]["embedding"]
+    assert len(vector) == 8
+    assert [(r.path, r.json["model"]) for r in ernie.requests] == [
+        ("/v1/chat/completions", "ernie-speed-128k"), ("/v1/chat/completions", "ernie-4.5-turbo-128k"),
+        ("/v1/embeddings", "embedding-v1")]
+    assert {r.headers["authorization"] for r in ernie.requests} == {f"Bearer {ERNIE_KEY}"}
+
+
+def test_off_restores_the_module(ernie: FakeEmbeddingsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from openai import api_requestor
+
+    monkeypatch.setattr(openai, "api_key", None)
+    original = api_requestor.APIRequestor.__dict__["_prepare_request_raw"]
+    nbllm.redirect("ernie")
+    assert openai.api_key == PLACEHOLDER_KEY
+    openai.ChatCompletion.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    stop(quiet=True)
+    assert openai.api_key is None and api_requestor.APIRequestor.__dict__["_prepare_request_raw"] is original
+    assert [r.json["model"] for r in ernie.requests] == ["ernie-4.5-turbo-128k"]
+
+
+def test_azure_settings_are_left_alone(ernie: FakeEmbeddingsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeEmbeddingsServer(require_auth=False) as azure:
+        monkeypatch.setattr(openai, "api_type", "azure")
+        monkeypatch.setattr(openai, "api_base", azure.url)
+        monkeypatch.setattr(openai, "api_version", "2023-05-15")
+        monkeypatch.setattr(openai, "api_key", "azure-key-1234")
+        nbllm.redirect("ernie")
+        openai.ChatCompletion.create(engine="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert azure.requests[-1].path == "/openai/deployments/gpt-4o/chat/completions"
+    assert ernie.requests == []
