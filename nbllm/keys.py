@@ -22,8 +22,8 @@ _session_keys: dict[str, str] = {}
 def set_key(provider_id: str, key: str) -> None:
     """Keep a key for this Python session only (never written anywhere).
 
-    A blank key, a key an HTTP header cannot carry and an unknown provider are refused here,
-    not at the first call.
+    A blank key and an unknown provider are refused here; a key an HTTP header cannot carry is
+    refused where it is used (``find_key``), like a key from the environment.
     """
     from nbllm.config import get_spec
 
@@ -33,11 +33,6 @@ def set_key(provider_id: str, key: str) -> None:
     spec = get_spec(provider_id)
     key = key.strip()
     _register(key)
-    try:
-        check_key(key, f"the key given for {spec.id} (nbllm.set_key or %llm key)")
-    except ConfigError:
-        del key
-        raise
     _session_keys[spec.id] = key
 
 
@@ -53,7 +48,7 @@ def _from_env(names: tuple[str, ...]) -> str | None:
         if value:
             _register(value)
             try:
-                check_key(value, f"the environment variable {name}")
+                check_key(value, f"in the environment variable {name}")
             except ConfigError:
                 del value
                 raise
@@ -73,7 +68,7 @@ def _from_keyring(provider_id: str) -> str | None:
     if value:
         _register(value)
         try:
-            check_key(value, f"the keyring entry nbllm/{provider_id}")
+            check_key(value, f"in the keyring entry nbllm/{provider_id}")
         except ConfigError:
             del value
             raise
@@ -82,12 +77,24 @@ def _from_keyring(provider_id: str) -> str | None:
 
 def find_key(spec: ProviderSpec) -> str | None:
     """The key for a provider, or None; two-part credentials come back as "KEY:SECRET"."""
-    key = _session_keys.get(spec.id) or _env_key(spec)
+    key = _session_key(spec) or _env_key(spec)
     if key is None:
         key = _from_keyring(spec.id)
     if key:
         _register(key)
     return key
+
+
+def _session_key(spec: ProviderSpec) -> str | None:
+    value = _session_keys.get(spec.id)
+    if value is not None:
+        try:
+            also = f" Set it again, or put it in {spec.key_env[0]} instead." if spec.key_env else " Set it again."
+            check_key(value, f"given for {spec.id} with nbllm.set_key or %llm key", also)
+        except ConfigError:
+            del value
+            raise
+    return value
 
 
 def _env_key(spec: ProviderSpec) -> str | None:

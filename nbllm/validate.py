@@ -43,8 +43,9 @@ def describe_char(char: str) -> str:
     return f"{code} ({name})"
 
 
-def check_key(value: str, where: str) -> None:
-    """Refuse a key an HTTP header cannot carry; the message names ``where`` and the position.
+def check_key(value: str, where: str, also: str = "") -> None:
+    """Refuse a key an HTTP header cannot carry; the message names ``where`` it came from (``in the
+    environment variable X``) and the position, and ends with ``also`` (another way to set it).
 
     The key leaves this frame's locals before the error is raised, so a verbose traceback
     (``%xmode Verbose`` shows every frame's variables) cannot print it.
@@ -55,7 +56,7 @@ def check_key(value: str, where: str) -> None:
         fix = ("Remove the line break: it comes along when a key is copied out of a file or a terminal"
                if "line break" in problem else
                "HTTP headers carry only printable ASCII, so copy the key again without that character")
-        raise ConfigError(f"The key in {where} cannot be sent: {problem}. {fix} (the key itself is not shown).")
+        raise ConfigError(f"The key {where} cannot be sent: {problem}. {fix} (the key itself is not shown).{also}")
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)

@@ -82,12 +82,17 @@ def test_verbose_traceback_in_the_magics_shows_no_key(ipy: Shell, openai_server:
     assert openai_server.requests == []
 
 
-def test_set_key_refuses_bad_keys_without_keeping_them_in_frames(openai_server: FakeOpenAIServer) -> None:
+def test_a_session_key_that_cannot_be_sent_is_refused_at_use(openai_server: FakeOpenAIServer,
+                                                              use_fake: UseFake) -> None:
+    use_fake("qwen", openai_server, key="")
     key = "sk-live\u00a00123456789abc"
-    with pytest.raises(ConfigError, match="nbllm.set_key or %llm key") as info:
-        nbllm.set_key("qwen", key)
-    assert "U+00A0 (NO-BREAK SPACE)" in info.value.message
+    nbllm.set_key("qwen", key)
+    with pytest.raises(ConfigError, match="The key given for qwen with nbllm.set_key or %llm key cannot") as info:
+        nbllm.chat("hi", provider="qwen")
+    assert "U+00A0 (NO-BREAK SPACE)" in info.value.message and "sk-live" not in info.value.message
+    assert info.value.message.endswith("Set it again, or put it in DASHSCOPE_API_KEY instead.")
     assert _frames_hold(info.value, key) == []
+    assert openai_server.requests == []
 
 
 @pytest.mark.parametrize("key", ["", "   ", "\n", None, 42])
@@ -155,14 +160,15 @@ def test_short_keys_echoed_by_a_server_are_never_shown(openai_server: FakeOpenAI
 
 
 
-def test_llm_key_refuses_a_pasted_key_with_a_line_break(ipy: Shell, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_llm_key_with_a_line_break_is_refused_at_the_next_call(ipy: Shell, openai_server: FakeOpenAIServer,
+                                                               use_fake: UseFake,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake("qwen", openai_server, key="")
     pasted = "sk-pastedpasted\r\n0123456789"
     ipy.secrets += [pasted, "0123456789"]
     monkeypatch.setattr("getpass.getpass", lambda prompt: pasted)
-    cell = ipy.run("%llm key qwen")
+    assert ipy.run("%llm key qwen").error is None
+    cell = ipy.run("%%llm qwen\nhi")
     assert type(cell.error).__name__ == "ConfigError" and cell.stdout.count("\n") == 1
     assert "character 16 of 27 is a line break (U+000D). Remove the line break" in cell.stdout
-    assert _frames_hold(cell.error, pasted) == []
-    from nbllm.keys import _session_keys
-
-    assert "qwen" not in _session_keys
+    assert _frames_hold(cell.error, pasted) == [] and openai_server.requests == []

@@ -110,7 +110,7 @@ class HTTPProvider(Provider):
 
             check_base_url(self.spec.base_url, f"{base_url_origin(self.spec)} ({self.spec.id})")
             if self._key:  # keys read by nbllm.keys are checked already; this covers keys handed in
-                check_key(self._key, f"the key given for {self.spec.id}")
+                check_key(self._key, f"given for {self.spec.id}")
             self._client = httpx.Client(
                 base_url=self.spec.base_url.rstrip("/") + "/",
                 headers=self.headers(),
