@@ -256,7 +256,8 @@ def use_repo() -> None:
 
 
 def isolate_env() -> Path:
-    """Like tests/conftest.py: an empty config, no provider keys or NBLLM_* settings, no proxy for loopback.
+    """Like tests/conftest.py: an empty config, a log of its own, no provider keys or other NBLLM_* settings,
+    no proxy for loopback.
 
     Returns the empty config file (in a temp dir that lives as long as the process).
     """
@@ -273,6 +274,7 @@ def isolate_env() -> Path:
     config = Path(tempfile.mkdtemp(prefix="nbllm-bench-")) / "config.toml"
     config.write_text("", encoding="utf-8")
     os.environ["NBLLM_CONFIG"] = str(config)
+    os.environ["NBLLM_LOG"] = str(config.with_name("logs.db"))  # logged as a user's calls are, never in their log
     for var in ("NO_PROXY", "no_proxy"):
         os.environ[var] = ",".join(filter(None, [os.environ.get(var, ""), "127.0.0.1", "localhost"]))
     return config

@@ -17,8 +17,9 @@ from pathlib import Path
 from benchkit import Check, Table, checks_table, fmt_time, machine
 
 HERE = Path(__file__).resolve().parent
-# Issue 8's five figures in its order, then the streamed-answer benchmark the magics added (issue 3).
-SCRIPTS = ["load", "call_overhead", "render", "convert", "compare", "stream_render"]
+# Issue 8's five figures in its order, then the streamed-answer benchmark the magics added (issue 3),
+# then the exchange log's (issue 13).
+SCRIPTS = ["load", "call_overhead", "render", "convert", "compare", "stream_render", "exchange_log"]
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

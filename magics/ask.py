@@ -120,7 +120,8 @@ def run_cell(ctx: MagicContext, args: argparse.Namespace, cell: str) -> None:
     prompt = build_prompt(text, notebook_state(shell, text, cells), with_names=_names(args.with_), cells=cells)
     history: list[Message] = [] if (args.new or args.no_history) else session.windowed_history()
     messages = as_messages([*history, {"role": "user", "content": prompt}], args.system)
-    call = Call(session, messages, call_params(args), args.model, ctx.stream and not args.no_stream, fmt, shell)
+    call = Call(session, messages, call_params(args), args.model, ctx.stream and not args.no_stream, fmt, shell,
+                cache=args.cache)
     if targets.mode == "compare":
         call.source = "compare"
         lanes = run_compare(call, targets.names)

@@ -30,11 +30,12 @@ class Call:
     shell: Any
     source: str = "magic"
     on_done: list[Callback] = field(default_factory=list)  # e.g. the session's history recorder
+    cache: str | None = None  # --cache / --no-cache; None follows %llm cache and NBLLM_CACHE
 
     def respond(self, target: str | None) -> Response:
         """The unread response of one target; a missing key or unknown id is raised here."""
         return self.session.respond(self.messages, target, self.model, params=self.params, stream=self.stream,
-                                    source=self.source, on_done=self.on_done)
+                                    source=self.source, on_done=self.on_done, cache=self.cache)
 
 
 def add_note(exc: NbllmError, note: str) -> NbllmError:

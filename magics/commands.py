@@ -1,4 +1,5 @@
-"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert, redirect."""
+"""The ``%llm`` line commands: settings, providers, keys, history, checks, widget, convert, redirect,
+the exchange log."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import getpass
 from collections.abc import Callable
 
+from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 
@@ -46,6 +48,11 @@ def build_parser() -> MagicArgumentParser:
         "argv", nargs=argparse.REMAINDER)
     sub.add_parser("redirect", help="send OpenAI SDK traffic to a provider: redirect ID[:MODEL] | off").add_argument(
         "argv", nargs=argparse.REMAINDER)
+    sub.add_parser("log", help="the last N exchanges in the log (default 10)").add_argument(
+        "n", nargs="?", type=int, default=10, metavar="N")
+    sub.add_parser("usage", help="tokens (and cost) by provider and model: this session, today, all time")
+    sub.add_parser("cache", help="answer repeated requests from the log: on, off or replay").add_argument(
+        "mode", nargs="?", choices=["on", "off", "replay"])
     sub.add_parser("help", help="this help")
     return parser
 
@@ -181,8 +188,40 @@ def convert(argv: list[str]) -> None:
         )
 
 
+def show_log(ctx: MagicContext, args: argparse.Namespace) -> None:
+    from nbllm.log.report import recent
+
+    if args.n < 0:
+        raise UsageError("%llm log takes a number of exchanges, 0 or more.")
+    _show(recent(args.n))
+
+
+def show_usage(ctx: MagicContext, args: argparse.Namespace) -> None:
+    from nbllm.log.report import usage
+
+    _show(usage(this_session=True))
+
+
+def _show(found: Table | str) -> None:
+    """A table as HTML (text in a terminal), or the sentence saying why there is none."""
+    if isinstance(found, str):
+        print(found)
+    else:
+        display(found)
+
+
+def cache(ctx: MagicContext, args: argparse.Namespace) -> None:
+    """``%llm cache MODE`` sets the mode for this kernel; without MODE it says which one applies."""
+    from nbllm.log.cache import describe_mode, set_kernel_mode
+
+    if args.mode:
+        set_kernel_mode(args.mode)
+    print(describe_mode())
+
+
 HANDLERS: dict[str, Handler] = {
     "providers": show_providers, "list": show_providers, "models": show_models, "use": use,
     "set": set_options, "key": enter_key, "history": show_history, "reset": reset, "check": check,
     "switcher": switcher, "error": explain_error, "fix": explain_error, "help": show_help,
+    "log": show_log, "usage": show_usage, "cache": cache,
 }

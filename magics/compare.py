@@ -130,7 +130,15 @@ class _Board:
         if self._publish is None:
             print(table, flush=True)
         else:
-            self._publish(table.bundle(), {})
+            self._publish(table.bundle(), {"nbllm": provenance(self._lanes)})
+
+
+def provenance(lanes: list[Lane]) -> dict[str, Any]:
+    """Each lane's provenance (with its own text: the display mixes them), saved with the table."""
+    from nbllm.log.hook import provenance_of
+
+    return {"lanes": [provenance_of(lane.response) if lane.response is not None
+                      else {"provider": lane.target, "error": type(lane.error).__name__} for lane in lanes]}
 
 
 def run_compare(call: Call, targets: list[str]) -> list[Lane]:

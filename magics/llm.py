@@ -86,6 +86,9 @@ class LLMMagics(Magics):
     @argument("--insert", action="store_true", help="with -f code: put the code into the next cell")
     @argument("-o", "--out", metavar="NAME", help="store the answer text in this variable")
     @argument("--no-stream", action="store_true", dest="no_stream", help="ask for the whole answer at once")
+    @argument("--cache", action="store_const", const="on", dest="cache",
+              help="answer from the exchange log when this exact request was answered before")
+    @argument("--no-cache", action="store_const", const="off", dest="cache", help="always call the provider")
     @argument("--new", action="store_true", help="start a new conversation")
     @argument("--no-history", action="store_true", dest="no_history", help="one-off: send and keep no history")
     @argument("--with", dest="with_", metavar="A,B", help="add these variables to the prompt as context")
@@ -98,7 +101,7 @@ class LLMMagics(Magics):
         (the last error); {{name}} sends the braces literally. Line commands: ``%llm`` (current
         settings), ``%llm help``, providers/list, models [ID], use TARGET, set KEY=VALUE,
         key ID, history, reset, check [ID], switcher, error/fix, convert PATH --to ID,
-        redirect ID[:MODEL] | off.
+        redirect ID[:MODEL] | off, log [N], usage, cache [on|off|replay].
         """
         if cell is None:
             from .commands import run_line

@@ -42,6 +42,8 @@ def footer(response: Response, note: str = "") -> str:
     parts.append(f"total {response.total_s:.2f} s")
     if response.tokens is not None:
         parts.append(f"{response.tokens} tokens")
+    if response.cached:
+        parts.append("cached")
     if note:
         parts.append(note)
     return " · ".join(parts)
@@ -148,25 +150,34 @@ class RichView:
             self._render(final=False)
 
     def finish(self, response: Response, note: str) -> None:
-        self._render(final=True)
+        """The final answer carries the provenance a saved notebook keeps (the footer, if there is no answer)."""
+        from nbllm.log.hook import provenance_of
+
+        shown = self._render(final=True, provenance=lambda plain: {"nbllm": provenance_of(response, plain)})
         line = footer(response, note)
-        self._publish({"text/plain": line, "text/html": f"<small>{html.escape(line)}</small>"}, {})
+        metadata = {} if shown else {"nbllm": provenance_of(response)}
+        self._publish({"text/plain": line, "text/html": f"<small>{html.escape(line)}</small>"}, metadata)
 
     def _dirty(self) -> bool:
         return self.answer.dirty or self.reasoning.dirty
 
-    def _render(self, *, final: bool) -> None:
+    def _render(self, *, final: bool, provenance: Callable[[str], dict[str, Any]] | None = None) -> bool:
+        """Publish what changed; True when the answer display was published (with ``provenance``'s metadata)."""
         self._last = self._clock()
+        shown = False
         if self.reasoning.pieces and (self.reasoning.dirty or final):
             self._show(self.reasoning, reasoning_bundle(self.reasoning.text(), final=final))
         if self.answer.pieces and (self.answer.dirty or final):
-            self._show(self.answer, bundle(self.answer.text(), self._fmt, final=final))
+            data = bundle(self.answer.text(), self._fmt, final=final)
+            self._show(self.answer, data, provenance(data["text/plain"]) if provenance else {})
             self.updates += 1
+            shown = True
         size = self.answer.size + self.reasoning.size
         self._interval = max(self._min_interval, size / self._char_budget)
+        return shown
 
-    def _show(self, part: _Part, data: dict[str, Any]) -> None:
-        self._publish(data, {}, transient={"display_id": part.display_id}, update=part.shown)
+    def _show(self, part: _Part, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+        self._publish(data, metadata or {}, transient={"display_id": part.display_id}, update=part.shown)
         part.shown = True
         part.dirty = False
 

@@ -24,23 +24,25 @@ __all__ = ["__version__", "chat", "stream", "set_key", "redirect", "load_ipython
 
 
 def chat(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
-         system: str | None = None, **params: Any) -> Response:
+         system: str | None = None, *, cache: str | None = None, **params: Any) -> Response:
     """Ask once and get the finished ``Response`` (text, reasoning, usage, latency); no history is kept.
 
     ``provider`` is ``"id"`` or ``"id:model"``; ``params`` are options such as temperature,
-    max_tokens, top_p or timeout.
+    max_tokens, top_p or timeout. ``cache="on"`` answers a request seen before from the exchange
+    log, ``"replay"`` never calls the provider (a request not in the log fails), ``"off"`` always
+    calls it; the default follows ``%llm cache`` and ``NBLLM_CACHE``.
     """
     from nbllm.session import default_session
 
-    return default_session().chat(prompt_or_messages, provider, model, system, **params)
+    return default_session().chat(prompt_or_messages, provider, model, system, cache=cache, **params)
 
 
 def stream(prompt_or_messages: str | list[Message], provider: str | None = None, model: str | None = None,
-           system: str | None = None, **params: Any) -> Iterator[str]:
-    """Yield the answer's text as it arrives."""
+           system: str | None = None, *, cache: str | None = None, **params: Any) -> Iterator[str]:
+    """Yield the answer's text as it arrives (``cache`` as for ``chat``)."""
     from nbllm.session import default_session
 
-    for delta in default_session().stream(prompt_or_messages, provider, model, system, **params):
+    for delta in default_session().stream(prompt_or_messages, provider, model, system, cache=cache, **params):
         if delta.text:
             yield delta.text
 

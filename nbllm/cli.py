@@ -5,6 +5,8 @@
     nbllm chat [-p ID[:MODEL]] ...  stream one answer to stdout (prompt from stdin if absent)
     nbllm check [ID...]             a tiny real request per configured provider, with latency
     nbllm convert ...               rewrite OpenAI calls in notebooks (imports libcst only here)
+    nbllm logs ...                  the exchange log: list, show ID, path, usage (nbllm.log.cli)
+    nbllm cache import NOTEBOOK...  load answers saved in notebooks into the log, for replay
     nbllm run NB --to ID[:MODEL]    run a notebook unchanged, its OpenAI SDK traffic sent to a provider
 
 Exit status, one policy for every command: 2 for usage mistakes (bad options, no prompt),
@@ -28,6 +30,7 @@ from nbllm import __version__
 from nbllm.config import get_spec, load_specs
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.keys import require_key
+from nbllm.log import cli as log_cli
 from nbllm.messages import as_messages
 from nbllm.providers.base import make_provider
 from nbllm.secrets import redact
@@ -219,6 +222,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=seconds, default=30.0, help="seconds per provider (default 30)")
     p.set_defaults(func=cmd_check)
 
+    log_cli.configure(sub)
     _add_convert(sub, argv)
     from nbllm.run import configure_parser as configure_run
 
@@ -229,7 +233,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         return int(func(args) or 0)
-    except _Usage as exc:
+    except (_Usage, log_cli.LogUsage) as exc:
         parser.print_usage(sys.stderr)
         _out(f"nbllm: error: {exc}", sys.stderr)
         return 2

@@ -250,7 +250,10 @@ def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
         if not isinstance(table, dict):
             raise ConfigError(f"The nbllm config file {origin}: providers.{pid} must be a table "
                               f"([providers.{pid}]), not {_type_name(table)}.")
-        specs[pid] = _apply_table(specs.get(pid), pid, table, origin)
+        # [providers.ID.prices] is read by the exchange log's usage totals, not part of the row
+        fields_ = {k: v for k, v in table.items() if k != "prices"}
+        if fields_ or pid not in specs:
+            specs[pid] = _apply_table(specs.get(pid), pid, fields_, origin)
     for spec in specs.values():
         register_key_env((*spec.key_env, *spec.secret_env))  # their values are masked from now on
     for pid, spec in specs.items():

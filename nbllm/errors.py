@@ -17,9 +17,10 @@
     │   ├── ConnectError
     │   ├── RequestTimeout
     │   └── StreamInterrupted       (partial_text)
-    └── ConvertError
-        ├── NotebookReadError
-        └── NotebookWriteError
+    ├── ConvertError
+    │   ├── NotebookReadError
+    │   └── NotebookWriteError
+    └── ReplayMissError             (replay mode met a request the log holds no answer for)
 
 Messages are redacted when the error is built, so no key can leak through ``str(err)``,
 a log line or IPython's one-paragraph rendering (``_render_traceback_``).
@@ -149,6 +150,10 @@ class NotebookReadError(ConvertError):
 
 class NotebookWriteError(ConvertError):
     """A converted notebook could not be written; the original is untouched."""
+
+
+class ReplayMissError(NbllmError):
+    """Replay mode never calls a provider, and the log holds no answer for this request."""
 
 
 RETRYABLE: tuple[type[ProviderError], ...] = (ConnectError, RateLimitError, ServerError)

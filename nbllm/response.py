@@ -131,6 +131,11 @@ class Response:
         return self.done and self.error is None and not self.stopped
 
     @property
+    def cached(self) -> bool:
+        """Answered from the exchange log (cache or replay), not by the provider."""
+        return bool(self.meta.get("replayed"))
+
+    @property
     def tokens(self) -> int | None:
         """Tokens of the answer (the total when the provider counts only that)."""
         return self.usage.completion_tokens or self.usage.total_tokens
@@ -255,3 +260,21 @@ class Response:
             except Exception as exc:  # a broken log or plugin must not lose the user's answer
                 warnings.warn(f"nbllm: the response observer {observer!r} failed: {type(exc).__name__}: {exc}",
                               RuntimeWarning, stacklevel=2)
+
+
+# -- the exchange log and its cache (nbllm.log/hook.py), hooked in here once for every front end --
+# Thin wrappers, so nbllm.log and sqlite3 load with the first response, never with %load_ext.
+def _log_exchange(response: Response) -> None:
+    from nbllm.log.hook import record
+
+    record(response)
+
+
+def _answer_from_log(response: Response) -> Iterable[Delta] | None:
+    from nbllm.log.hook import respond
+
+    return respond(response)
+
+
+add_observer(_log_exchange)
+add_responder(_answer_from_log)

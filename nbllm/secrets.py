@@ -112,6 +112,11 @@ def secret_values() -> frozenset[str]:
     return frozenset(values)
 
 
+def known_secrets() -> int:
+    """How many secrets are registered (it only grows): a cache of redacted text is stale when it changes."""
+    return len(_known)
+
+
 def mask(value: str) -> str:
     """What is shown instead of a secret: its first three characters only when it is long."""
     return f"{value[:3]}***" if len(value) >= PREFIX_MIN else "***"

@@ -13,7 +13,7 @@ from traitlets import Dict, HasTraits, Int, Unicode, observe, validate
 
 from nbllm.config import default_source, get_spec, load_specs, split_target
 from nbllm.errors import ConfigError, NbllmError
-from nbllm.keys import require_key
+from nbllm.keys import find_key, require_key
 from nbllm.messages import ChatRequest, Message, as_messages
 from nbllm.providers.base import Provider, make_provider
 from nbllm.providers.catalog import ProviderSpec
@@ -91,18 +91,20 @@ class Session(HasTraits):
         pid = split_target(target)[0] if target else self._current()
         return get_spec(pid)
 
-    def resolve(self, target: str | None = None, model: str | None = None) -> tuple[Provider, str]:
+    def resolve(self, target: str | None = None, model: str | None = None, *,
+                key_required: bool = True) -> tuple[Provider, str]:
         """The provider object and model name a call goes to; a missing key fails here.
 
         Providers are kept per id, address (URL or model file) and key, so a changed config or
         key gets a new one; timeouts travel with each request and never make a second provider.
+        ``key_required=False`` (replay mode, which never calls the provider) accepts no key.
         """
         if target:
             pid, target_model = split_target(target)
         else:
             pid, target_model = self._current(), self.model or None
         spec = get_spec(pid, load_specs())
-        key = require_key(spec)
+        key = require_key(spec) if key_required else find_key(spec)
         cache_key = (spec.id, spec.base_url, spec.model_path, key)
         provider = self._providers.get(cache_key)
         if provider is None:
@@ -142,23 +144,34 @@ class Session(HasTraits):
     # -- asking ---------------------------------------------------------------------------
     def respond(self, messages: list[Message], target: str | None = None, model: str | None = None, *,
                 params: dict[str, Any] | None = None, stream: bool = True, source: str = "api",
-                on_done: Iterable[Callback] = ()) -> Response:
-        """The unread ``Response`` for messages sent to a target with this session's options."""
+                on_done: Iterable[Callback] = (), cache: str | None = None,
+                meta: dict[str, Any] | None = None) -> Response:
+        """The unread ``Response`` for messages sent to a target with this session's options.
+
+        ``cache`` is "on", "off" or "replay" for this call (default: ``%llm cache``, then
+        ``NBLLM_CACHE``); ``meta`` goes to the response for its observers (see nbllm.log.hook).
+        """
+        from nbllm.log.cache import resolve_mode
+
         check_options(params or {})
-        provider, model_name = self.resolve(target, model)
+        replaying = resolve_mode(cache) == "replay"
+        provider, model_name = self.resolve(target, model, key_required=not replaying)
         request = self.request(messages, model_name, params or {})
-        return provider.respond(request, stream=stream, source=source, on_done=on_done)
+        response = provider.respond(request, stream=stream, source=source, on_done=on_done)
+        response.meta.update(meta or {}, **({"cache": cache} if cache else {}))
+        return response
 
     def stream(self, prompt: str | list[Message], target: str | None = None, model: str | None = None,
-               system: str | None = None, **params: Any) -> Response:
+               system: str | None = None, *, cache: str | None = None, **params: Any) -> Response:
         """The Python API's streamed answer: iterate it for deltas."""
-        return self.respond(as_messages(prompt, system), target, model, params=params)
+        return self.respond(as_messages(prompt, system), target, model, params=params, cache=cache)
 
     def chat(self, prompt: str | list[Message], target: str | None = None, model: str | None = None,
-             system: str | None = None, **params: Any) -> Response:
+             system: str | None = None, *, cache: str | None = None, **params: Any) -> Response:
         """The Python API's whole answer (``stream=False`` asks for it in one request)."""
         streamed = params.pop("stream", True)
-        return self.respond(as_messages(prompt, system), target, model, params=params, stream=streamed).reply()
+        return self.respond(as_messages(prompt, system), target, model, params=params, stream=streamed,
+                            cache=cache).reply()
 
 
 _default: Session | None = None

@@ -72,7 +72,9 @@ def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli
         request = ChatRequest(messages=[{"role": "user", "content": CHECK_PROMPT}], model=model,
                               params={"max_tokens": 16})
         try:
-            reply = provider.respond(request, source=source).reply()
+            response = provider.respond(request, source=source)
+            response.meta["cache"] = "off"  # a check asks the provider, never the exchange log's cache
+            reply = response.reply()
         finally:
             provider.close()
     except NbllmError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +32,8 @@ def _provider_env_vars() -> set[str]:
 
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Empty config file, no provider keys or NBLLM_* variables, no session keys, no default session."""
+    """Empty config file, a log of its own, no provider keys or other NBLLM_* variables, no session keys,
+    no default session, no cache mode set by %llm cache."""
     import nbllm.keys
     import nbllm.secrets
     import nbllm.session
@@ -42,6 +44,7 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("NBLLM_") or name in _provider_env_vars():
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NBLLM_CONFIG", str(config))
+    monkeypatch.setenv("NBLLM_LOG", str(tmp_path / "nbllm-log" / "logs.db"))  # never the user's own log
     for var in ("NO_PROXY", "no_proxy"):  # loopback servers must never go through a proxy
         current = os.environ.get(var, "")
         monkeypatch.setenv(var, ",".join(filter(None, [current, "127.0.0.1", "localhost"])))
@@ -53,6 +56,10 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     if nbllm.session._default is not None:
         nbllm.session._default.close()
     nbllm.keys._session_keys.clear()
+    if "nbllm.log.cache" in sys.modules:  # only when a test used the log: never imported for this
+        sys.modules["nbllm.log.cache"].set_kernel_mode(None)
+    if "nbllm.log.store" in sys.modules:
+        sys.modules["nbllm.log.store"].close_all()
 
 
 @pytest.fixture

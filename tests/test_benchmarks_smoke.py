@@ -28,8 +28,12 @@ EXPECTED: dict[str, list[list[str]]] = {
                 ["unchanged, plain, n=8", "unchanged, large with outputs, n=1", "changed (OpenAI), n=1",
                  "first changed notebook (imports libcst)"]],
     "compare": [["one provider (-p ernie)", "compare (-p ernie,hunyuan,qwen)"]],
+    "exchange_log": [["nbllm.chat(), NBLLM_LOG=off", "nbllm.chat(), log on", "the log's work alone (row + insert)"],
+                     ["nbllm --version (process start-up)", "nbllm logs", "nbllm logs -n 100 --provider qwen",
+                      "nbllm logs --since 1h --json", "nbllm logs --search (no match: every row read)",
+                      "nbllm logs show ID", "nbllm logs usage"]],
 }
-CHECKS = {"load": 2, "call_overhead": 3, "render": 3, "convert": 2, "compare": 1}
+CHECKS = {"load": 2, "call_overhead": 3, "render": 3, "convert": 2, "compare": 1, "exchange_log": 3}
 
 
 def run_quick(name: str, tmp_path: Path) -> dict[str, Any]:

@@ -53,3 +53,14 @@ def test_redirect_function_not_shadowed_by_submodule() -> None:
     from nbllm.redirect import status  # noqa: F401 - the submodule of the same name
 
     assert callable(nbllm.redirect) and nbllm.redirect.__module__ == "nbllm"
+
+
+def test_load_ext_imports_and_opens_nothing_of_the_exchange_log(tmp_path: Path) -> None:
+    log = tmp_path / "logs.db"
+    probe = ("import sys, json\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+             "InteractiveShell.instance().run_line_magic('load_ext', 'nbllm')\n"
+             "print(json.dumps([m for m in sys.modules if m.startswith('nbllm.log')]))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "NBLLM_LOG": str(log), "IPYTHONDIR": str(tmp_path / "ipython")})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [] and not log.exists()

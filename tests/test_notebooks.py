@@ -12,6 +12,8 @@ import html
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.timeout(240)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 EXAMPLES = ("quickstart.ipynb", "switch-providers.ipynb", "convert-openai-notebooks.ipynb",
-            "translate-with-opennmt.ipynb", "run-openai-notebooks-unchanged.ipynb")
+            "translate-with-opennmt.ipynb", "run-openai-notebooks-unchanged.ipynb", "reproducible-notebooks.ipynb")
 
 
 # -- running a notebook ---------------------------------------------------------------------------
@@ -354,3 +356,70 @@ def test_run_openai_notebooks_unchanged(workdir: Path, servers: dict[str, FakeOp
     for req in [*ernie.requests, *servers["qwen"].requests]:
         assert openai_key not in str(req.headers)
     assert_no_keys(nb, [*keys, openai_key])
+
+
+# -- reproducible notebooks: record, then replay from the saved outputs alone ---------------------
+USES = "Name three things people use Jupyter notebooks for."
+
+
+def answers(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """Every %%llm answer output: (cell source, the answer it shows), in order."""
+    return [(c.source, out.data.get("text/markdown") or out.data.get("text/plain"))
+            for c in nb.cells if c.cell_type == "code" for out in c.outputs if "nbllm" in out.get("metadata", {})]
+
+
+def provenance_of(c: nbformat.NotebookNode) -> dict:
+    (meta,) = [out.metadata["nbllm"] for out in c.outputs if "nbllm" in out.get("metadata", {})]
+    return meta
+
+
+def nbllm_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nbllm", *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_reproducible_notebooks_record_then_replay(workdir: Path, tmp_path: Path, servers: dict[str, FakeOpenAIServer],
+                                                   use_fake: UseFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    qwen = servers["qwen"]
+    key = use_fake("qwen", qwen)
+    recorded = execute(workdir, "reproducible-notebooks.ipynb")
+
+    first, again = [c for c in recorded.cells if c.source.startswith("%%llm qwen --no-history")]
+    assert shown(first)[0] == shown(again)[0] == f"echo: {USES}"
+    assert "cached" not in shown(first)[-1] and shown(again)[-1].endswith(" · cached")
+    assert len(asked(qwen, USES)) == 1  # the repeat and nbllm.chat(cache="replay") never reached the server
+    live, cached = provenance_of(first), provenance_of(again)
+    assert (live["provider"], live["model"], live["cached"], cached["cached"]) == ("qwen", "qwen-plus", False, True)
+    assert live["fingerprint"] == cached["fingerprint"] and isinstance(live["log_id"], int)
+    assert cached["log_id"] == live["log_id"] + 1 and live["version"] and "text" not in live
+    (why,) = asked(qwen, "Why?")
+    assert [m["role"] for m in why.json["messages"]] == ["user", "assistant", "user"]  # a conversation
+    assert printed(cell(recorded, "import nbllm")) == f"echo: {USES}\n"
+    (log,) = shown(cell(recorded, "%llm log 5"))
+    assert log.splitlines()[0].split()[:4] == ["ID", "TIME", "SOURCE", "PROVIDER:MODEL"] and "cached" in log
+    (usage,) = shown(cell(recorded, "%llm usage"))
+    assert re.search(r"^this session\s+qwen\s+qwen-plus\s+3\s", usage, re.M)  # 3 live calls
+    assert_no_keys(recorded, [key])
+
+    saved = tmp_path / "recorded.ipynb"
+    nbformat.write(recorded, saved)
+    monkeypatch.setenv("NBLLM_LOG", str(tmp_path / "fresh-machine" / "logs.db"))
+    done = nbllm_cli("cache", "import", str(saved))
+    assert done.returncode == 0 and done.stdout.endswith(": 3 answer(s) imported, 1 already in the log\n")  # the repeat
+
+    qwen.stop()  # no server, no key: replay must answer every cell from the imported log
+    monkeypatch.delenv("DASHSCOPE_API_KEY")
+    monkeypatch.setenv("NBLLM_CACHE", "replay")
+    replayed = execute(workdir, "reproducible-notebooks.ipynb")
+    assert answers(replayed) == answers(recorded) and len(answers(replayed)) == 4
+    assert all(provenance_of(c)["cached"] for c in replayed.cells if c.source.startswith("%%llm"))
+
+
+def test_replay_miss_fails_the_cell_clearly(workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbclient.exceptions import CellExecutionError
+
+    monkeypatch.setenv("NBLLM_CACHE", "replay")
+    with pytest.raises(CellExecutionError) as failed:
+        execute(workdir, "reproducible-notebooks.ipynb")
+    message = str(failed.value)
+    assert "ReplayMissError" in message and f"asking {USES[:40]!r}"[:-1] in message
+    assert "%%llm cell" in message and "NBLLM_CACHE=on" in message and "nbllm cache import NOTEBOOK" in message

@@ -7,6 +7,7 @@ panel's background threads (model listing, Test) before asserting.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -183,6 +184,24 @@ def test_test_button_reports_latency_and_the_answer(openai_server: FakeOpenAISer
     assert chat["temperature"] == 0.2
     assert chat["messages"] == [{"role": "user", "content": "Reply with the single word OK."}]
     assert key not in switcher.status.value
+
+
+def test_test_button_is_logged_and_never_answered_from_the_cache(openai_server: FakeOpenAIServer, use_fake: UseFake,
+                                                                  switcher: ProviderSwitcher,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    use_fake("deepseek", openai_server)
+    monkeypatch.setenv("NBLLM_CACHE", "on")
+    switcher.refresh()
+    switcher.provider.value = "deepseek"
+    switcher.wait(10)
+    for _ in range(2):
+        switcher.test_button.click()
+        switcher.wait(30)
+    assert len(openai_server.chat_requests) == 2  # the same request twice, both asked of the provider
+    conn = sqlite3.connect(os.environ["NBLLM_LOG"])
+    assert conn.execute("SELECT source, provider, cached FROM exchanges").fetchall() == [("widget", "deepseek", 0)] * 2
 
 
 def test_test_button_shows_the_one_paragraph_error_without_the_key(use_fake: UseFake,

@@ -240,7 +240,8 @@ class ProviderSwitcher(w.VBox):
         """Send one tiny request and report latency, or the error's one paragraph."""
         try:
             reply = self.session.respond([{"role": "user", "content": TEST_PROMPT}], target, source="widget",
-                                         params={"max_tokens": TEST_MAX_TOKENS, "timeout": TEST_TIMEOUT}).reply()
+                                         params={"max_tokens": TEST_MAX_TOKENS, "timeout": TEST_TIMEOUT},
+                                         cache="off").reply()  # a test asks the provider, never the cache
         except Exception as exc:  # shown in the panel, never raised into the kernel's comm handler
             self._set_note(f"✗ {target} failed. {_error_text(exc)}", error=True)
         else:

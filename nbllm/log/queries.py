@@ -1,0 +1,163 @@
+"""Reading the log back: recent exchanges (filtered), one exchange in full, token totals.
+
+Shared by ``nbllm logs`` and ``%llm log``/``%llm usage`` so the terminal and the notebook say the
+same thing. Listing walks the primary key backwards and stops after N matches, so it costs the
+same on a log of a hundred rows or a million.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from typing import Any
+
+from nbllm.errors import ConfigError
+from nbllm.log.store import LogStore
+
+LIST_COLUMNS = ("id", "time", "source", "provider", "model", "prompt", "answer", "prompt_tokens",
+                "completion_tokens", "total_tokens", "first_token_s", "total_s", "error_class", "cached",
+                "fingerprint")
+
+
+@dataclass(frozen=True)
+class Filters:
+    limit: int = 20
+    provider: str | None = None
+    model: str | None = None
+    search: str | None = None
+    since: str | None = None  # ISO UTC, as stored
+
+
+def recent(store: LogStore, filters: Filters) -> list[dict[str, Any]]:
+    """The newest exchanges first, at most ``filters.limit`` of them."""
+    where, args = _where(filters)
+    # The ids first (from an index where one fits), then only those rows: sorting whole rows would
+    # read every matching row's long texts just to keep N of them.
+    sql = (f"SELECT {', '.join(LIST_COLUMNS)} FROM exchanges WHERE id IN "
+           f"(SELECT id FROM exchanges {where} ORDER BY id DESC LIMIT ?) ORDER BY id DESC")
+    with store.reading() as conn:
+        if conn is None:
+            return []
+        return [dict(row) for row in conn.execute(sql, [*args, max(filters.limit, 0)])]
+
+
+def _where(filters: Filters) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (("provider", filters.provider), ("model", filters.model)):
+        if value:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if filters.since:
+        clauses.append("time >= ?")
+        args.append(filters.since)
+    if filters.search:
+        pattern = "%" + filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        # the prompt and answer of each exchange (and its system prompt), not the history it resent:
+        # a word from the first turn would otherwise match every later turn of the conversation
+        clauses.append("(prompt LIKE ? ESCAPE '\\' OR answer LIKE ? ESCAPE '\\' OR system LIKE ? ESCAPE '\\')")
+        args += [pattern, pattern, pattern]
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def one(store: LogStore, exchange_id: int) -> dict[str, Any] | None:
+    """Every column of one exchange, with the JSON columns decoded."""
+    with store.reading() as conn:
+        if conn is None:
+            return None
+        row = conn.execute("SELECT * FROM exchanges WHERE id = ?", (exchange_id,)).fetchone()
+    if row is None:
+        return None
+    found = dict(row)
+    for column in ("messages", "params"):
+        found[column] = json.loads(found[column]) if found[column] else None
+    found["cached"] = bool(found["cached"])
+    return found
+
+
+# -- usage totals ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UsageRow:
+    provider: str
+    model: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+def usage(store: LogStore, *, session: str | None = None, since: str | None = None) -> list[UsageRow]:
+    """Tokens by provider and model, for live calls only (cache hits and imports cost nothing)."""
+    clauses, args = ["cached = 0", "source != 'import'"], []
+    if session:
+        clauses.append("session = ?")
+        args.append(session)
+    if since:
+        clauses.append("time >= ?")
+        args.append(since)
+    sql = ("SELECT provider, model, COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
+           " COALESCE(SUM(COALESCE(total_tokens, COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0))), 0)"
+           f" FROM exchanges WHERE {' AND '.join(clauses)} GROUP BY provider, model ORDER BY provider, model")
+    with store.reading() as conn:
+        if conn is None:
+            return []
+        return [UsageRow(*row) for row in conn.execute(sql, args)]
+
+
+@dataclass(frozen=True)
+class Price:
+    """Per million tokens, in the currency the config file names (no built-in price table)."""
+
+    input: float
+    output: float
+    currency: str = ""
+
+    def cost(self, row: UsageRow) -> float:
+        return (row.prompt_tokens * self.input + row.completion_tokens * self.output) / 1_000_000
+
+
+def prices(config: dict[str, Any]) -> dict[str, Price]:
+    """``[providers.ID.prices]`` tables: ``input`` and ``output`` per million tokens, optional ``currency``."""
+    found: dict[str, Price] = {}
+    for pid, table in (config.get("providers") or {}).items():
+        raw = table.get("prices") if isinstance(table, dict) else None
+        if raw is None:
+            continue
+        try:
+            found[pid] = Price(float(raw["input"]), float(raw["output"]), str(raw.get("currency", "")))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ConfigError(f"[providers.{pid}.prices] in the nbllm config file needs numbers `input` and "
+                              f"`output` (per million tokens) and may name a `currency` ({exc!r}).") from None
+    return found
+
+
+# -- time filters ---------------------------------------------------------------------------------
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def start_of_today() -> str:
+    """Local midnight, in the stored time format."""
+    midnight = datetime.combine(datetime.now().date(), time()).astimezone()
+    return midnight.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def parse_since(text: str) -> str:
+    """``today``, ``yesterday``, ``30m``/``2h``/``7d``/``1w`` ago, or a date/time (local unless it says)."""
+    value = text.strip().lower()
+    if value == "today":
+        return start_of_today()
+    if value == "yesterday":
+        return (datetime.fromisoformat(start_of_today()) - timedelta(days=1)).isoformat(timespec="milliseconds")
+    relative = _RELATIVE.match(value)
+    if relative:
+        delta = timedelta(**{_UNITS[relative.group(2)]: float(relative.group(1))})
+        return (datetime.now(timezone.utc) - delta).isoformat(timespec="milliseconds")
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"--since takes today, yesterday, 30m, 2h, 7d, 1w or a date such as 2026-11-30 "
+                         f"(got {text!r})") from None
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")

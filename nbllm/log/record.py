@@ -1,0 +1,111 @@
+"""The row one exchange becomes: every field the log keeps, redacted before it reaches the file.
+
+Every string passes through ``nbllm.secrets.redact`` here, the one way into the database, so no
+key the process knows (nor anything shaped like one) is ever stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from nbllm import __version__
+from nbllm.messages import Message
+from nbllm.secrets import known_secrets, redact
+
+SESSION_ID = uuid.uuid4().hex  # this process: "%llm usage" totals "this session" by it
+
+
+def now_utc() -> str:
+    """The time format of the ``time`` column: ISO 8601 in UTC, so text order is time order."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def host_of(base_url: str | None) -> str | None:
+    """Only the host (and port) of a base URL: never a path, query or user info that could hold a key."""
+    if not base_url:
+        return None
+    parts = urlsplit(base_url)
+    return parts.hostname and (f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname)
+
+
+def notebook_path() -> str | None:
+    """The running notebook's path when the kernel knows it (Jupyter server sets JPY_SESSION_NAME)."""
+    return os.environ.get("JPY_SESSION_NAME") or None
+
+
+@dataclass
+class Exchange:
+    """One request and what came back (or how it failed), as the log stores it."""
+
+    source: str  # cli, magic, api, compare, widget, import
+    provider: str
+    model: str
+    messages: list[Message]
+    fingerprint: str
+    params: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None
+    answer: str = ""
+    reasoning: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    first_token_s: float | None = None
+    total_s: float | None = None
+    finish_reason: str | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    cached: bool = False
+    notebook: str | None = None
+    time: str = field(default_factory=now_utc)
+    version: str = __version__
+    session: str = SESSION_ID
+
+    def row(self) -> dict[str, Any]:
+        """Column -> value, every string redacted."""
+        values = asdict(self)
+        messages = [{**m, "content": _redact_repeated(m.get("content"))} for m in values.pop("messages")]
+        system = next((m["content"] for m in messages if m.get("role") == "system"), None)
+        prompt = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        values["answer"] = _redact_repeated(self.answer)
+        values = {k: redact(v) if isinstance(v, str) and k != "answer" else v for k, v in values.items()}
+        values.update(messages=_json(messages), params=redact(_json(self.params)), system=system, prompt=prompt,
+                      cached=int(self.cached))
+        return values
+
+
+# Every call resends the conversation so far, so most message texts were redacted before (an
+# answer is logged as an answer, then resent as history with each later call). Remembering the
+# redacted form keeps the log's cost per call to the new text, not the whole history; it is
+# recomputed whenever a new secret becomes known.
+_memo: dict[str, str] = {}
+_memo_secrets = -1
+MEMO_SIZE = 512
+
+
+def _redact_repeated(text: Any) -> Any:
+    global _memo_secrets
+    if not isinstance(text, str) or len(text) < 64:
+        return redact(text) if isinstance(text, str) else text
+    if known_secrets() != _memo_secrets:
+        _memo.clear()
+        _memo_secrets = known_secrets()
+    found = _memo.get(text)
+    if found is None:
+        if len(_memo) >= MEMO_SIZE:
+            _memo.clear()
+        found = _memo[text] = redact(text)
+    return found
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+COLUMNS = tuple(Exchange("", "", "", [], "").row())
+"""The columns an exchange fills, in insert order."""
