@@ -133,14 +133,15 @@ def _secret_regex(values: frozenset[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts))
 
 
-def redact(text: str, *, tiny: bool = True) -> str:
+def redact(text: str, *, tiny: bool = True, values: frozenset[str] | None = None) -> str:
     """Return text with every secret value masked; everything else stays byte for byte.
 
-    ``tiny=False`` leaves values of one or two characters alone (see ``redact_text``).
+    ``tiny=False`` leaves values of one or two characters alone (see ``redact_text``);
+    ``values`` are the secrets to mask when the caller read them already (``secret_values()``).
     """
     if not text:
         return text
-    values = secret_values()
+    values = secret_values() if values is None else values
     pattern = _secret_regex(values if tiny else frozenset(v for v in values if len(v) >= TINY))
     if pattern is not None:
         text = pattern.sub(lambda m: mask(m.group(0)), text)
@@ -149,9 +150,9 @@ def redact(text: str, *, tiny: bool = True) -> str:
     return text
 
 
-def redact_text(text: str) -> str:
+def redact_text(text: str, values: frozenset[str] | None = None) -> str:
     """Mask a prompt or an answer: user and model text, where a one-letter placeholder key stays."""
-    return redact(text, tiny=False)
+    return redact(text, tiny=False, values=values)
 
 
 class StreamRedactor:
@@ -164,12 +165,13 @@ class StreamRedactor:
     def __init__(self) -> None:
         self._pending = ""
         self._shown = ""  # the last characters shown: a word may go on in the next piece
+        self._values = secret_values()  # read once when masking starts, not for every piece
 
     def feed(self, piece: str) -> str:
         if not piece:
             return ""
         text = self._pending + piece
-        cut = _safe_cut(text, secret_values())
+        cut = _safe_cut(text, self._values)
         self._pending = text[cut:]
         return self._mask(text[:cut])
 
@@ -181,8 +183,8 @@ class StreamRedactor:
         """Mask text that follows what was shown, reading it in that context (``xsk-...`` is no key)."""
         if not text:
             return ""
-        masked = redact_text(self._shown + text)
-        masked = masked[len(self._shown):] if masked.startswith(self._shown) else redact_text(text)
+        masked = redact_text(self._shown + text, self._values)
+        masked = masked[len(self._shown):] if masked.startswith(self._shown) else redact_text(text, self._values)
         self._shown = (self._shown + masked)[-2:]
         return masked
 
