@@ -180,7 +180,10 @@ def explain_error(ctx: MagicContext, args: argparse.Namespace) -> None:
 def convert(argv: list[str]) -> None:
     from nbllm.convert.cli import run_argv
 
-    status = run_argv(argv)
+    status = run_argv(argv, notebook=True)
+    if status == 2:  # a usage mistake: no notebook was read, none failed
+        raise UsageError("%llm convert: the arguments above are not usable, so no notebook was read or "
+                         "written. %llm convert --help lists the options.")
     if status != 0:
         raise ConvertError(
             f"nbllm convert stopped with exit status {status}; the lines above say which notebooks failed "
