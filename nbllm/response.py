@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbllm.errors import StreamInterrupted
 from nbllm.messages import ChatRequest, Delta, Usage
+from nbllm.secrets import redact_deltas
 
 if TYPE_CHECKING:
     from nbllm.providers.base import Provider
@@ -196,9 +197,9 @@ class Response:
             replay = responder(self)
             if replay is not None:
                 self.meta["replayed"] = True
-                self._deltas = iter(replay)
+                self._deltas = redact_deltas(iter(replay))
                 return
-        self._deltas = iter(self._opener(self.request))
+        self._deltas = redact_deltas(iter(self._opener(self.request)))  # every front end reads masked text
 
     def _add(self, delta: Delta) -> None:
         if self.first_token_s is None and (delta.text or delta.reasoning):
