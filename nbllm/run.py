@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nbllm.errors import NbllmError, NotebookReadError, NotebookWriteError
+from nbllm.validate import seconds
 
 _MAPPED = re.compile(r"^nbllm redirect: (\S+) -> (\S+)", re.M)
 
@@ -42,18 +43,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "SDK requests to")
     parser.add_argument("--output", "-o", metavar="OUT.ipynb", help="where the executed copy goes "
                         "(default NOTEBOOK.ID.ipynb next to it; never the input unless named here)")
-    parser.add_argument("--timeout", type=_seconds, default=600.0, metavar="S", help="seconds per cell (default 600)")
+    parser.add_argument("--timeout", type=seconds, default=600.0, metavar="S", help="seconds per cell (default 600)")
     parser.add_argument("--model", action="append", default=[], type=_override, metavar="OLD=NEW",
                         help="send NEW where the code names OLD (repeatable)")
     parser.set_defaults(func=cmd_run)
-
-
-def _seconds(text: str) -> float:
-    """A positive, finite number of seconds (argparse turns the ValueError into exit 2)."""
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise ValueError(text)
-    return value
 
 
 def _override(text: str) -> str:
