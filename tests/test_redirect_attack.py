@@ -14,8 +14,7 @@ import pytest
 import nbllm
 from nbllm.redirect import active, status, stop
 from tests.conftest import UseFake
-from tests.fakes.embeddings_server import FakeEmbeddingsServer
-from tests.fakes.openai_server import Answer, ErrorReply
+from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer
 from tests.test_redirect import ERNIE_KEY, HI, OPENAI_KEY, Fakes, models_sent
 
 __all__ = ["fakes"]
@@ -163,7 +162,7 @@ def test_odd_error_bodies_keep_the_sdks_exception(fakes: Fakes, body: object) ->
 
 
 def test_redirect_to_a_keyless_provider_sends_no_key_at_all(fakes: Fakes, use_fake: UseFake) -> None:
-    with FakeEmbeddingsServer(require_auth=False) as vllm:
+    with FakeOpenAIServer(require_auth=False) as vllm:
         use_fake("vllm", vllm, key="")  # vLLM without --api-key: no key is needed
         nbllm.redirect("vllm:my-model")
         openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o", messages=HI)

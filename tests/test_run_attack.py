@@ -19,7 +19,7 @@ import pytest
 from nbllm import run
 from nbllm.cli import main
 from nbllm.errors import NotebookWriteError
-from tests.fakes.embeddings_server import FakeEmbeddingsServer
+from tests.fakes.openai_server import FakeOpenAIServer
 from tests.test_run import ernie  # noqa: F401 - the shared fixture
 
 
@@ -33,7 +33,7 @@ def folder(tmp_path: Path) -> Path:
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_a_file_that_is_not_json_is_never_quoted(ernie: FakeEmbeddingsServer, tmp_path: Path,  # noqa: F811
+def test_a_file_that_is_not_json_is_never_quoted(ernie: FakeOpenAIServer, tmp_path: Path,  # noqa: F811
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("DB_PASSWORD=hunter2hunter2\nQIANFAN_AK=abcdefgh12345678\n", encoding="utf-8")
@@ -44,7 +44,7 @@ def test_a_file_that_is_not_json_is_never_quoted(ernie: FakeEmbeddingsServer, tm
 
 
 @pytest.mark.parametrize("seconds", ["0", "-1", "nan", "inf", "soon"])
-def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(ernie: FakeEmbeddingsServer,  # noqa: F811
+def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(ernie: FakeOpenAIServer,  # noqa: F811
                                                                   folder: Path, seconds: str,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     nbformat.write(nbformat.v4.new_notebook(), folder / "a.ipynb")
@@ -87,7 +87,7 @@ def test_the_executed_copy_keeps_the_files_mode(tmp_path: Path) -> None:
     assert (tmp_path / "new.ipynb").stat().st_mode & 0o777 == 0o644
 
 
-def test_an_nbformat_3_notebook_without_a_kernelspec_runs(ernie: FakeEmbeddingsServer, tmp_path: Path,  # noqa: F811
+def test_an_nbformat_3_notebook_without_a_kernelspec_runs(ernie: FakeOpenAIServer, tmp_path: Path,  # noqa: F811
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     v3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {"name": "old"}, "worksheets": [{"cells": [
         {"cell_type": "code", "input": "import openai\nr = openai.OpenAI().chat.completions.create(model='gpt-4o', "
@@ -101,7 +101,7 @@ def test_an_nbformat_3_notebook_without_a_kernelspec_runs(ernie: FakeEmbeddingsS
     assert [r.json["model"] for r in ernie.requests] == ["ernie-4.5-turbo-128k"]
 
 
-def test_a_dying_kernel_is_named_with_its_last_words(ernie: FakeEmbeddingsServer, tmp_path: Path,  # noqa: F811
+def test_a_dying_kernel_is_named_with_its_last_words(ernie: FakeOpenAIServer, tmp_path: Path,  # noqa: F811
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     cell = "import os\nos.write(2, b'fatal: out of memory in the kernel\\n')\nos._exit(3)"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]), tmp_path / "dies.ipynb")
@@ -110,7 +110,7 @@ def test_a_dying_kernel_is_named_with_its_last_words(ernie: FakeEmbeddingsServer
     assert "cell 1 " in err and "the kernel died (fatal: out of memory in the kernel)" in err
 
 
-def test_ctrl_c_mid_cell_exits_130_without_a_traceback_or_a_file(ernie: FakeEmbeddingsServer,  # noqa: F811
+def test_ctrl_c_mid_cell_exits_130_without_a_traceback_or_a_file(ernie: FakeOpenAIServer,  # noqa: F811
                                                                  folder: Path) -> None:
     started = folder / "started"
     cell = f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep(60)"
@@ -131,7 +131,7 @@ def test_ctrl_c_mid_cell_exits_130_without_a_traceback_or_a_file(ernie: FakeEmbe
     assert sorted(p.name for p in folder.iterdir() ) == ["slow.ipynb", "started"]
 
 
-def test_cells_after_the_failing_one_keep_no_stale_outputs(ernie: FakeEmbeddingsServer, tmp_path: Path,  # noqa: F811
+def test_cells_after_the_failing_one_keep_no_stale_outputs(ernie: FakeOpenAIServer, tmp_path: Path,  # noqa: F811
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     old = nbformat.v4.new_code_cell("print('answer from OpenAI')", execution_count=7,
                                     outputs=[nbformat.v4.new_output("stream", text="nbllm redirect: gpt-4 -> old\n"
@@ -145,7 +145,7 @@ def test_cells_after_the_failing_one_keep_no_stale_outputs(ernie: FakeEmbeddings
     assert executed.cells[1].source == old.source
 
 
-def test_no_key_reaches_the_terminal_or_the_saved_copy(ernie: FakeEmbeddingsServer, tmp_path: Path,  # noqa: F811
+def test_no_key_reaches_the_terminal_or_the_saved_copy(ernie: FakeOpenAIServer, tmp_path: Path,  # noqa: F811
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from tests.test_run import OPENAI_KEY
