@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from nbllm.errors import NbllmError
+from nbllm.errors import ConfigError
 from nbllm.providers.catalog import ProviderSpec
 
 _DATE = r"\d{4}(?:-\d{2}-\d{2})?"
@@ -81,13 +81,18 @@ class ModelMap:
         return Mapping(name, new, tier, warning)
 
 
+    def tier_model(self, tier: str) -> str | None:
+        """The target's model for a tier (its default model when it has no such tier)."""
+        return self.spec.tiers.get(tier) or self.spec.default_model
+
+
 def parse_overrides(items: list[str] | None) -> dict[str, str]:
     """``--model OLD=NEW`` options to a dict; a malformed one is a usage error."""
     out: dict[str, str] = {}
     for item in items or []:
         old, sep, new = item.partition("=")
         if not sep or not old.strip() or not new.strip():
-            raise NbllmError(f"--model expects OLD=NEW (for example gpt-4o=ernie-4.5-turbo-128k), got {item!r}.")
+            raise ConfigError(f"--model expects OLD=NEW (for example gpt-4o=ernie-4.5-turbo-128k), got {item!r}.")
         out[old.strip()] = new.strip()
     return out
 

@@ -1,4 +1,4 @@
-"""Before/after tests for the converter's codemods, one per CONVERTER.md case (synthetic code)."""
+"""Before/after tests for the converter's codemods, one per case of docs/converter.md (synthetic code)."""
 
 from __future__ import annotations
 
@@ -421,7 +421,7 @@ def test_module_level_v1_client() -> None:
     assert out == dedent(f"""
         import os
         import openai
-        openai.base_url = "{URL}"
+        openai.base_url = "{URL}/"
         openai.api_key = {KEY}
         r = openai.chat.completions.create(model="ernie-4.5-turbo-128k", messages=[])
     """)
@@ -443,13 +443,13 @@ def test_azure_client_becomes_plain_client() -> None:
 
 
 def test_azure_import_next_to_plain_client_import() -> None:
-    """An Azure import beside OpenAI collapses into the plain import."""
+    """An Azure import beside OpenAI collapses into the plain import; the Azure key stays behind."""
     out = convert_one("""
         from openai import AzureOpenAI, OpenAI
         a = AzureOpenAI(azure_endpoint="https://x.openai.azure.com", api_key=K)
     """)
-    assert out.splitlines() == ["from openai import OpenAI",
-                                'a = OpenAI(api_key=K, base_url="https://qianfan.baidubce.com/v2")']
+    assert out.splitlines() == ["import os", "from openai import OpenAI",
+                                f'a = OpenAI(api_key={KEY}, base_url="https://qianfan.baidubce.com/v2")']
 
 
 def test_keyless_local_targets() -> None:
@@ -508,7 +508,7 @@ def test_magics_survive_next_to_rewritten_code() -> None:
         %pip install -q "openai>=1" tiktoken
         !pip install -qU \\
             langchain
-        %env QIANFAN_API_KEY=placeholder
+        %env OPENAI_API_KEY=placeholder
         import openai
         files = !ls
         openai.ChatCompletion.create?

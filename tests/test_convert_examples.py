@@ -70,16 +70,16 @@ def test_readme_command_shows_the_expected_rewrites(capsys: pytest.CaptureFixtur
 
 
 def test_v0_resources_without_equivalent_and_engine_list() -> None:
-    """Case 26/38: old Image/Moderation calls are flagged; Engine.list -> client.models.list."""
+    """Case 26/38: old Image calls move to v1 on OpenAI, marked; Engine.list -> client.models.list."""
     out, items = convert_cells("""
         import openai
         openai.Image.create(prompt="cat")
         engines = openai.Engine.list()
         r = openai.ChatCompletion.create(model="gpt-4", messages=[])
     """)
-    assert 'openai.Image.create(prompt="cat")' in out[0]
+    assert 'openai.OpenAI().images.generate(prompt="cat")  # nbllm: still calls OpenAI' in out[0]
     assert "engines = client.models.list()" in out[0]
-    assert "no-equivalent" in kinds(items)
+    assert "openai-only" in kinds(items)
 
 
 def test_structured_output_parse_is_flagged() -> None:

@@ -124,9 +124,14 @@ def test_convert_runs_the_converter_and_fails_honestly(ipy: Shell, tmp_path: Pat
     cell = ipy.run(f"%llm convert {path} --to ernie")
     assert cell.error is None
     assert "qianfan.baidubce.com" in path.read_text(encoding="utf-8")
-    failed = ipy.run(f"%llm convert {tmp_path / 'missing.ipynb'} --to ernie")
+    failed = ipy.run(f"%llm convert {tmp_path / 'missing.ipynb'} --to ernie")  # a usage mistake
+    assert type(failed.error) is UsageError and "no notebook was read or written" in failed.stderr
+    assert "no such file or folder" in failed.stderr
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{not json", encoding="utf-8")
+    failed = ipy.run(f"%llm convert {broken} --to ernie")  # a notebook that fails
     assert type(failed.error).__name__ == "ConvertError"
-    assert failed.stdout.startswith("ConvertError: nbllm convert stopped with exit status 2")
+    assert "ConvertError: nbllm convert stopped with exit status 1" in failed.stdout
 
 
 def test_help_and_unknown_commands(ipy: Shell) -> None:

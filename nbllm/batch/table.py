@@ -66,10 +66,14 @@ class TableRun:
     def open(cls, prompt: str, provider: str | None, model: str | None, system: str | None,
              rpm: float | None, tpm: float | None, params: dict[str, Any], source: str = "api") -> TableRun:
         """Resolve the provider (a missing key fails here, before any row) and its shared limiter."""
+        from nbllm.log.cache import resolve_mode
         from nbllm.session import default_session
+        from nbllm.validate import check_options
 
+        check_options(params)
         session = default_session()
-        chosen, model_name = session.resolve(provider, model)
+        replaying = resolve_mode("on") == "replay"  # replay needs no key: no row reaches the provider
+        chosen, model_name = session.resolve(provider, model, key_required=not replaying)
         spec = chosen.spec
         limiter = limiter_for(spec.id, spec.base_url, *limits(spec.rpm, spec.tpm, rpm, tpm))
         merged = {**session.params, **{k: v for k, v in params.items() if v is not None}}

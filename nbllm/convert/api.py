@@ -6,11 +6,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from nbllm.config import get_spec, load_specs
+from nbllm.convert.report import printable
 from nbllm.convert.result import BatchResult
-from nbllm.convert.runner import Options, discover, run_batch
-from nbllm.errors import ConfigError
+from nbllm.convert.runner import Options, destinations, discover, run_batch
+from nbllm.errors import ConfigError, ConvertError
 from nbllm.modelmap import describe, parse_overrides
 from nbllm.providers.catalog import ProviderSpec
+
+
+class ArgumentError(ConvertError):
+    """An argument that cannot work, found before any file is touched (a usage mistake)."""
 
 
 class TargetError(ConfigError):
@@ -55,6 +60,15 @@ def convert_paths(
                    output_dir=str(output_dir) if output_dir is not None else None, backup=backup,
                    clear_outputs=clear_outputs)
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ArgumentError(f"--output-dir {printable(str(output_dir))} is a file, not a folder; name a folder "
+                            "(it is created if missing). Nothing was written.")
     files = list(discover(items))
+    clashes = destinations(files, opts)
+    if clashes:
+        dest, sources = next(iter(clashes.items()))
+        raise ArgumentError(f"--output-dir: {len(sources)} inputs would be written to {printable(str(dest))} "
+                            f"({', '.join(printable(str(s)) for s in sources[:3])}); convert them in separate runs "
+                            "or pass their common folder instead. Nothing was written.")
     results = run_batch(files, opts, jobs=jobs, progress=progress)
     return BatchResult(target=spec.id, results=results, model_map=describe(spec, overrides))

@@ -9,6 +9,7 @@ masked on their first line, other cell magics (``%%bash``, ``%%writefile``) skip
 
 from __future__ import annotations
 
+import ast
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -19,6 +20,28 @@ PYTHON_CELL_MAGICS = frozenset({"capture", "time", "timeit", "prun", "memit", "d
 _MAGIC = re.compile(r"[ \t]*(?:[%!]|[A-Za-z_][\w.]*(?:[ \t]*,[ \t]*[A-Za-z_][\w.]*)*[ \t]*=[ \t]*[%!])")
 _HELP = re.compile(r"[ \t]*(?:\?{1,2}[\w.*]+|[\w.*]+(?:\(\))?\?{1,2})[ \t]*$")
 _STRING_START = re.compile(r"(?i)(?:[rbuf]{0,2})('''|\"\"\"|'|\")")
+# What the converter retargets: the openai SDK, or a LangChain/llama_index OpenAI wrapper.
+# Other packages' ``openai`` modules (``agent_framework.openai``, ``langkit.openai``) are not
+# retargeted, so they do not count: a key read next to them may go to OpenAI.
+_SDK_USE = re.compile(r"^[ \t]*(?:import[ \t]+(?:[\w.]+(?:[ \t]+as[ \t]+\w+)?[ \t]*,[ \t]*)*openai\b|"
+                      r"from[ \t]+(?:openai|langchain_openai|llama_index\.[\w.]*openai[\w.]*)\b[\w.]*[ \t]+import\b|"
+                      r"from[ \t]+(?:langchain\w*|llama_index)[\w.]*[ \t]+import[ \t]+(?:\([^)]*|[^\n]*)OpenAI)",
+                      re.M)
+
+
+def uses_sdk(text: str) -> bool:
+    """Whether code imports the OpenAI SDK or a wrapper of it. Code that does not is never
+    changed, whatever it does with ``OPENAI_API_KEY`` (that key may be for another service)."""
+    return bool(_SDK_USE.search(text))
+
+
+# ``%time CODE`` / ``%timeit [-n N ...] CODE``: line magics whose rest is Python to convert.
+_TIMED = re.compile(r"(?P<prefix>[ \t]*%(?:time|timeit)(?:[ \t]+-[A-Za-z]+(?:[ \t]*\d+)?)*[ \t]+)(?P<code>\S.*)$")
+# Deeper than this, libcst's parser can exhaust the stack (Python itself stops at 200 brackets and
+# 100 indentation levels), so the cell is left alone before libcst ever sees it
+# (docs/converter.md#cells-that-cannot-be-parsed).
+MAX_BRACKETS = 100
+MAX_INDENT = 200  # columns
 
 
 @dataclass
@@ -29,6 +52,7 @@ class CodeCell:
     text: str  # source as stored
     masked: str = ""
     masks: dict[str, str] = field(default_factory=dict)
+    prefixes: dict[str, str] = field(default_factory=dict)  # token -> "%time " of a converted line magic
     skip: str | None = None  # why the cell is left alone (non-Python, unparseable)
     cell_magic: bool = False
     relevant: bool = True  # False: nothing a codemod looks for, kept out of the joined module
@@ -37,6 +61,7 @@ class CodeCell:
 @dataclass
 class _ScanState:
     depth: int = 0
+    deepest: int = 0
     quote: str | None = None
     continued: bool = False
 
@@ -66,6 +91,7 @@ def _scan(line: str, st: _ScanState) -> None:
             continue
         if ch in "([{":
             st.depth += 1
+            st.deepest = max(st.deepest, st.depth)
         elif ch in ")]}":
             st.depth = max(0, st.depth - 1)
         i += 1
@@ -95,6 +121,17 @@ def mask_cell(cell: CodeCell, salt: str) -> None:
     indent = ""
     for i, line in enumerate(lines):
         at_start = st.depth == 0 and st.quote is None and not st.continued
+        timed = _TIMED.match(line.rstrip("\r\n")) if at_start and not in_magic else None
+        if timed and _python_line(timed.group("code")):
+            token = f"__nbllm_{salt}_{cell.index}_{i}__"
+            cell.prefixes[token] = timed.group("prefix")
+            body = line.rstrip("\r\n")
+            indent = body[: len(body) - len(body.lstrip(" \t"))]
+            out.append(f"{indent}{timed.group('code')}  # {token}{line[len(body):]}")
+            continue
+        if st.quote is None and len(line) - len(line.lstrip(" \t")) > MAX_INDENT:
+            cell.skip = "nesting too deep to parse safely"
+            return
         if in_magic or (at_start and (_is_magic(line) or (cell.cell_magic and i == first))):
             body = line.rstrip("\r\n")
             if not in_magic:
@@ -105,22 +142,39 @@ def mask_cell(cell: CodeCell, salt: str) -> None:
             in_magic = body.endswith("\\")
             continue
         _scan(line, st)
+        if st.deepest > MAX_BRACKETS:
+            cell.skip = "nesting too deep to parse safely"
+            return
         out.append(line)
     masked = "".join(out)
     cell.masked = masked if masked.endswith("\n") or not masked else masked + "\n"
 
 
-def unmask(text: str, masks: dict[str, str]) -> str | None:
+def _python_line(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def unmask(text: str, masks: dict[str, str], prefixes: dict[str, str] | None = None) -> str | None:
     """Put the original IPython lines back; None if a placeholder went missing or moved."""
     lines = text.splitlines(keepends=True)
     found = 0
+    prefixes = prefixes or {}
     for i, line in enumerate(lines):
         body = line.rstrip("\r\n")
         token = body.strip()
         if token in masks:
             lines[i] = masks[token] + line[len(body) :]
             found += 1
-    return "".join(lines) if found == len(masks) else None
+        elif prefixes and body.endswith("__") and "  # __nbllm_" in body:
+            code, _, token = body.rpartition("  # ")
+            if token in prefixes:
+                lines[i] = prefixes[token] + code.lstrip(" \t") + line[len(body) :]
+                found += 1
+    return "".join(lines) if found == len(masks) + len(prefixes) else None
 
 
 def new_salt(text: str) -> str:
@@ -157,7 +211,7 @@ def split(code: str, salt: str, count: int) -> list[str] | None:
 
 def restore_text(cell: CodeCell, converted_masked: str, masks: dict[str, str] | None = None) -> str | None:
     """The converted cell as it will be stored: magics back, original trailing newline kept."""
-    text = unmask(converted_masked, cell.masks if masks is None else masks)
+    text = unmask(converted_masked, cell.masks if masks is None else masks, cell.prefixes)
     if text is None:
         return None
     if not cell.text.endswith("\n") and text.endswith("\n"):

@@ -84,15 +84,17 @@ def read_notebook(path: Path) -> RawNotebook:
 
 
 def _validate(path: Path, nb: Any) -> None:
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise NotebookReadError(f"{path} is JSON but not a Jupyter notebook (no 'cells' list); it was left untouched.")
-    major = nb.get("nbformat")
-    if not isinstance(major, int) or major < 4:
+    major = nb.get("nbformat") if isinstance(nb, dict) else None
+    if isinstance(nb, dict) and (isinstance(major, int) and major < 4 or "worksheets" in nb):
         raise NotebookReadError(
-            f"{path} uses nbformat {major!r}; nbllm converts nbformat 4 notebooks only, so it was left untouched. "
-            "Upgrade it with "
+            f"{path} is an nbformat {major} notebook (cells inside 'worksheets'); nbllm converts nbformat 4 "
+            "notebooks only, so it was left untouched. Upgrade it with "
             f"`jupyter nbconvert --to notebook --inplace {path.name}` and convert again."
         )
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookReadError(f"{path} is JSON but not a Jupyter notebook (no 'cells' list); it was left untouched.")
+    if not isinstance(major, int):
+        raise NotebookReadError(f"{path} has no nbformat version; it was left untouched.")
     for i, cell in enumerate(nb["cells"], 1):
         if not isinstance(cell, dict) or not isinstance(cell.get("source", ""), (str, list)):
             raise NotebookReadError(f"{path}: cell {i} is malformed (no cell_type/source); the file was left untouched.")
@@ -228,7 +230,7 @@ def atomic_write(path: Path, text: str, *, like: Path | None = None) -> None:
     except OSError:
         mode = 0o644
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".nbllm-tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             _write_bytes(fh, text.encode("utf-8"))
@@ -243,6 +245,33 @@ def atomic_write(path: Path, text: str, *, like: Path | None = None) -> None:
                 "Free some disk space or fix the folder's permissions and convert again."
             ) from exc
         raise
+
+
+TEMP_SUFFIX = ".nbllm-tmp"
+
+
+def remove_stale_temp_files(folders: set[Path]) -> None:
+    """Remove temp files that a killed run left in these folders (their writer is gone)."""
+    for folder in folders:
+        try:
+            names = [n for n in os.listdir(folder) if n.endswith(TEMP_SUFFIX) and n.startswith(".")]
+        except OSError:
+            continue
+        for name in names:
+            pid = name[: -len(TEMP_SUFFIX)].rsplit(".", 2)[-2] if name.count(".") >= 3 else ""
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_writable(path: Path) -> None:

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from nbllm.convert.cells import CodeCell, cell_line_starts, join, mask_cell, new_salt, restore_text, split
+from nbllm.convert.cells import (
+    CodeCell,
+    cell_line_starts,
+    join,
+    mask_cell,
+    new_salt,
+    restore_text,
+    split,
+    uses_sdk,
+)
 from nbllm.convert.codemods.base import Event, NbllmCommand, Scratch, Target, new_context
 from nbllm.convert.codemods.batched import transform_batched
 from nbllm.convert.codemods.clients import ClientArgs, ModuleClient
@@ -22,14 +31,14 @@ from nbllm.convert.codemods.langchain import LangChainArgs
 from nbllm.convert.codemods.legacy import LegacyMigrate, LegacyRetarget
 from nbllm.convert.codemods.modelnames import ModelNames
 from nbllm.convert.codemods.results import ResultAccess
-from nbllm.convert.magics import rewrite_magic
+from nbllm.convert.ipython_lines import rewrite_magic
 from nbllm.convert.result import Item
 
 # Cells matching none of these hold nothing a codemod rewrites or resolves; leaving them out of
 # the joined module keeps libcst's work proportional to the OpenAI part of a notebook.
 _RELEVANT = re.compile(r"(?i)openai|gpt|\bo[134]\b|o[134]-|text-|davinci|babbage|model|api_key|api_base|getpass|"
                        r"input|dotenv|tiktoken|langchain|llama_index|client|environ|engine|deployment|1536|3072|"
-                       r"completion|embedding|\bsk-")
+                       r"completion|embedding|\bsk-|choices|usage|delta|\[\s*[\"']data[\"']")
 _IMPORTS_OS = re.compile(r"^(?:import\s+(?:[\w.]+\s*(?:as\s+\w+)?\s*,\s*)*os\b(?!\.)|from\s+os\s+import\b)", re.M)
 
 
@@ -52,12 +61,14 @@ def _parse_cells(cells: list[CodeCell]) -> None:
                 cst.parse_module(cell.masked)
             except cst.ParserSyntaxError as exc:
                 cell.skip = f"does not parse (line {exc.raw_line}: {exc.message})"
+            except (RecursionError, MemoryError, ValueError) as exc:  # libcst's tokenizer and limits
+                cell.skip = f"does not parse ({type(exc).__name__})"
 
 
 def _module(cells: list[CodeCell], salt: str) -> cst.Module:
     try:
         return cst.parse_module(join(cells, salt))
-    except cst.ParserSyntaxError:
+    except (cst.ParserSyntaxError, RecursionError, MemoryError, ValueError):
         _parse_cells(cells)
         return cst.parse_module(join(cells, salt))
 
@@ -71,32 +82,33 @@ def _place(events: list[Event], starts: list[int], cells: list[CodeCell], out: l
         out.append(Item(ev.kind, ev.message, cell, line, ev.warning))
 
 
-def _runs(command: type[NbllmCommand], code: str, target: Target, scratch: Scratch) -> bool:
-    """Whether a pass has anything to do (its trigger text is in the code, or it is forced)."""
-    forced = command is ModelNames and target.models.overrides
-    if command.TRIGGER is not None and not forced and not command.TRIGGER.search(code):
-        return False
-    return command is not ResultAccess or bool(scratch.migrated)
-
-
 def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     """Convert the (already masked) code cells of one notebook or file."""
-    salt = new_salt("".join(c.text + c.masked for c in cells))
     outcome = Outcome()
+    if not any(uses_sdk(c.masked) for c in cells if c.skip is None):
+        return outcome  # nothing retargeted, so no key or model may change either
+    salt = new_salt("".join(c.text + c.masked for c in cells))
     module = _module(cells, salt)
     context = new_context(target)
     scratch: Scratch = context.scratch["nbllm"]
     code = module.code
     wrapper = SharedWrapper(module)
     starts = cell_line_starts(code, salt)
-    done: set[type[NbllmCommand]] = set()
-    for command in _passes(target):
-        if command in done or not _runs(command, code, target, scratch):
+    passes = _passes(target)
+    done: set[int] = set()
+    for n, command in enumerate(passes):
+        if n in done or not command.wanted(code, scratch):
             continue
         before = len(scratch.events)
-        if command is EnvKeys and _runs(ModelNames, code, target, scratch):
-            module = transform_batched([EnvKeys(context), ModelNames(context)], wrapper)  # see batched.py
-            done.add(ModelNames)
+        group = [command]
+        while group[-1].SHARES_WALK_WITH_NEXT and n + len(group) < len(passes):
+            following = passes[n + len(group)]
+            if not following.wanted(code, scratch):
+                break
+            group.append(following)
+            done.add(n + len(group) - 1)
+        if len(group) > 1:
+            module = transform_batched([c(context) for c in group], wrapper)  # see batched.py
         else:
             module = command(context).transform_wrapped(wrapper)
         _place(scratch.events[before:], starts, cells, outcome.items)

@@ -8,11 +8,17 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from nbllm.convert.notebook import atomic_write
 from nbllm.convert.result import STATUSES, BatchResult, FileResult
+from nbllm.errors import ConvertError
 from nbllm.secrets import redact
+
+
+class ReportError(ConvertError):
+    """The JSON report cannot be written where asked."""
+
 
 _COLORS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 _RESET = "\033[0m"
@@ -26,7 +32,8 @@ def diff_text(result: FileResult, color: bool = False) -> str:
     """Unified diffs of every rewritten cell, labelled ``path#cell-N``."""
     out: list[str] = []
     for d in result.diffs:
-        label = result.path if d.cell == 0 else f"{result.path}#cell-{d.cell}"
+        name = printable(result.path)
+        label = name if d.cell == 0 else f"{name}#cell-{d.cell}"
         lines = difflib.unified_diff(d.before.splitlines(keepends=True), d.after.splitlines(keepends=True),
                                      f"a/{label}", f"b/{label}")
         for line in lines:
@@ -47,9 +54,9 @@ def file_lines(result: FileResult) -> list[str]:
     """One line per file that needs attention (changed, skipped, failed, or with warnings)."""
     if result.status == "unchanged" and not result.warnings:
         return []
-    head = f"{result.status:9} {result.path}" + (f": {redact(result.reason)}" if result.reason else "")
+    head = f"{result.status:9} {printable(result.path)}" + (f": {redact(result.reason)}" if result.reason else "")
     if result.written and result.written != result.path:
-        head += f" -> {result.written}"
+        head += f" -> {printable(result.written)}"
     lines = [head]
     for w in sorted(result.warnings, key=lambda i: (i.cell or 0, i.line or 0)):
         lines.append(f"    warning [{w.kind}] {_where(w.cell, w.line)}: {redact(w.message)}")
@@ -78,24 +85,46 @@ def summary(batch: BatchResult, dry_run: bool = False) -> str:
 
 
 def write_report(batch: BatchResult, path: str | Path) -> None:
-    atomic_write(Path(path), json.dumps(batch.to_json(), indent=2, ensure_ascii=False) + "\n")
+    """The JSON report; file names that are not valid UTF-8 are written with ``\\udcXX`` escapes."""
+    if Path(path).is_dir():
+        raise ReportError(f"--report {printable(str(path))} is a folder; give a file name such as "
+                          f"{printable(str(Path(path) / 'nbllm-report.json'))}.")
+    text = json.dumps(batch.to_json(), indent=2, ensure_ascii=True) + "\n"
+    atomic_write(Path(path), text)
+
+
+def printable(path: str) -> str:
+    """A file name safe to print: control characters and undecodable bytes escaped."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for ch in path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
 
 
 class Progress:
-    """A one-line progress bar on a terminal (stderr) for runs of more than a few files."""
+    """A progress bar (tqdm.auto: a widget in a notebook, text on a terminal) for longer runs.
 
-    def __init__(self, stream: TextIO = sys.stderr, minimum: int = 5) -> None:
+    Nothing is shown on a pipe or in a log (``stream`` not a terminal) or for a few files;
+    tqdm is imported only when a bar is really shown.
+    """
+
+    def __init__(self, stream: TextIO = sys.stderr, minimum: int = 5, notebook: bool = False) -> None:
         self.stream = stream
-        self.enabled = stream.isatty()
+        self.enabled = notebook or stream.isatty()
+        self.notebook = notebook
         self.minimum = minimum
+        self.bar: Any = None
 
     def __call__(self, done: int, total: int, path: str) -> None:
         if not self.enabled or total < self.minimum:
             return
-        width = 30
-        fill = width * done // total
-        name = path if len(path) <= 40 else "..." + path[-37:]
-        self.stream.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} {name:40}")
-        if done == total:
-            self.stream.write("\r" + " " * (width + 55) + "\r")
-        self.stream.flush()
+        if self.bar is None:
+            if self.notebook:
+                from tqdm.auto import tqdm
+            else:
+                from tqdm import tqdm
+            self.bar = tqdm(total=total, file=None if self.notebook else self.stream, unit="file",
+                            leave=False, dynamic_ncols=True)
+        self.bar.set_postfix_str(printable(path)[-40:], refresh=False)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
+            self.bar = None

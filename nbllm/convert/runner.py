@@ -1,7 +1,8 @@
 """Batch conversion: every file gives a result value; one bad notebook never stops the run.
 
-Notebooks whose code never mentions ``openai`` take a fast path: they are read and checked, but
-libcst is not even imported. Nothing is written unless something changed.
+Notebooks whose code never imports the OpenAI SDK (or a wrapper of it) take a fast path: they
+are read and checked, but libcst is not even imported, so they cannot change. Nothing is written
+unless something changed.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -16,7 +21,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from nbllm.convert.notebook import atomic_write, cell_source, check_writable, read_notebook, render
+from nbllm.convert.cells import uses_sdk
+from nbllm.convert.notebook import (
+    atomic_write,
+    cell_source,
+    check_writable,
+    read_notebook,
+    remove_stale_temp_files,
+    render,
+)
 from nbllm.convert.result import CellDiff, FileResult, Item
 from nbllm.errors import ConvertError, NbllmError
 from nbllm.providers.catalog import ProviderSpec
@@ -38,17 +51,41 @@ class Options:
     clear_outputs: bool = False
 
 
+# Folders a walk never enters: installed or generated code (docs/converter.md#files-and-folders).
+SKIPPED_DIRS = frozenset({"site-packages", "dist-packages", "node_modules", ".ipynb_checkpoints", "build", "dist",
+                          "__pycache__"})
+
+
+def _walk_skips(folder: Path, name: str) -> bool:
+    if name.startswith(".") or name in SKIPPED_DIRS:
+        return True
+    return (folder / name / "pyvenv.cfg").exists()  # a virtual environment
+
+
 def discover(paths: list[str] | list[Path]) -> Iterator[tuple[Path, Path]]:
-    """(file, root) for every notebook and .py file under paths; checkpoints and dot-folders skipped."""
+    """(file, root) for every notebook and .py file under paths, each file once.
+
+    A walk skips dot-folders, virtual environments (a ``pyvenv.cfg``) and the folders in
+    SKIPPED_DIRS, and does not enter symlinked folders. A symlinked notebook stays a symlink:
+    its target is converted, once, however many links and paths lead to it.
+    """
+    seen: set[Path] = set()
     for p in map(Path, paths):
-        if p.is_dir():
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if d != ".ipynb_checkpoints" and not d.startswith("."))
-                for name in sorted(filenames):
-                    if name.endswith((".ipynb", ".py")):
-                        yield Path(dirpath) / name, p
-        else:
-            yield p, p.parent
+        found = _walk(p) if p.is_dir() else iter([(p, p.parent)])
+        for path, root in found:
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield path, root
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, Path]]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        folder = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not _walk_skips(folder, d))
+        for name in sorted(filenames):
+            if name.endswith((".ipynb", ".py")):
+                yield folder / name, root
 
 
 _LANG_KEYS = ("vscode", "dotnet_interactive", "polyglot_notebook")
@@ -79,7 +116,10 @@ def _folder_names(folder: str) -> frozenset[str]:
 
 
 def _sibling_warnings(path: Path, codes: list[tuple[int, str]]) -> list[Item]:
-    """A notebook importing a module next to it that calls OpenAI: say so (case 37)."""
+    """A notebook importing a module next to it that calls OpenAI: say so.
+
+    docs/converter.md#reported-not-changed
+    """
     items: list[Item] = []
     names = _folder_names(str(path.parent))
     seen: set[str] = set()
@@ -124,9 +164,12 @@ def _destination(path: Path, root: Path, opts: Options) -> Path:
 def _write(path: Path, root: Path, text: str, opts: Options) -> str:
     dest = _destination(path, root, opts)
     if dest == path:
+        if path.is_symlink():  # a link named on the command line: its target changes, the link stays
+            dest = path = path.resolve()
         check_writable(path)
-        if opts.backup:
-            shutil.copy2(path, path.with_name(path.name + ".bak"))
+        backup = path.with_name(path.name + ".bak")
+        if opts.backup and not backup.exists():  # the first backup keeps the original
+            shutil.copy2(path, backup)
     atomic_write(dest, text, like=path)
     return str(dest)
 
@@ -151,7 +194,7 @@ def _convert_notebook(path: Path, root: Path, opts: Options) -> FileResult:
         return FileResult(str(path), "skipped", f"{lang} notebook (not Python)")
     texts, items = _code_cells(raw.cells)
     items += _sibling_warnings(path, [(i + 1, t) for i, t, skip in texts if skip is None])
-    if not any("openai" in t.lower() for _, t, skip in texts if skip is None):
+    if not any(uses_sdk(t) for _, t, skip in texts if skip is None):
         return FileResult(str(path), "unchanged", items=items)
     new_sources, more = _convert_code(texts, opts)
     items += more
@@ -168,7 +211,7 @@ def _convert_python(path: Path, root: Path, opts: Options) -> FileResult:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConvertError(f"{path} could not be read as UTF-8 Python ({exc}); it was left untouched.") from exc
-    if "openai" not in text.lower():
+    if not uses_sdk(text):
         return FileResult(str(path), "unchanged")
     new_sources, items = _convert_code([(0, text, None)], opts)
     for item in items:
@@ -179,9 +222,23 @@ def _convert_python(path: Path, root: Path, opts: Options) -> FileResult:
     return FileResult(str(path), "changed", items=items, diffs=[CellDiff(0, text, new_sources[0])], written=written)
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why path is skipped rather than read: reading a FIFO or device blocks or never ends."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # read_notebook reports a vanished or unreadable file
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a FIFO, socket or device named like a notebook)"
+    return None
+
+
 def convert_file(path: Path, root: Path, opts: Options) -> FileResult:
     """Convert one file; every failure becomes a result (the file is then untouched)."""
     try:
+        why = _not_a_file(path)
+        if why:
+            return FileResult(str(path), "skipped", why)
         if path.suffix == ".py":
             return _convert_python(path, root, opts)
         return _convert_notebook(path, root, opts)
@@ -192,12 +249,45 @@ def convert_file(path: Path, root: Path, opts: Options) -> FileResult:
                           "untouched. Please report this notebook.")
 
 
+def destinations(files: list[tuple[Path, Path]], opts: Options) -> dict[Path, list[Path]]:
+    """--output-dir paths that more than one input would be written to (checked before any write)."""
+    if opts.output_dir is None:
+        return {}
+    taken: dict[Path, list[Path]] = {}
+    for path, root in files:
+        taken.setdefault(_destination(path, root, opts).absolute(), []).append(path)
+    return {dest: sources for dest, sources in taken.items() if len(sources) > 1}
+
+
+def _die_with_parent() -> None:
+    """Worker start-up: end this worker as soon as the parent dies, even by ``kill -9`` (Linux),
+    instead of converting the rest of its queue. Elsewhere a watcher thread notices the parent's
+    exit within a second."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() == parent:  # PR_SET_PDEATHSIG
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def run_batch(files: list[tuple[Path, Path]], opts: Options, jobs: int = 1,
               progress: Callable[[int, int, str], None] | None = None) -> list[FileResult]:
     """Convert files in order, in worker processes when jobs > 1."""
     results: list[FileResult] = []
+    remove_stale_temp_files({path.parent for path, _ in files})
     if jobs > 1 and len(files) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_die_with_parent) as pool:
             chunk = max(1, len(files) // (jobs * 8))
             stream = pool.map(convert_file, *zip(*files, strict=True), [opts] * len(files), chunksize=chunk)
             for n, result in enumerate(stream, 1):

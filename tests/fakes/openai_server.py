@@ -2,8 +2,9 @@
 
 ``with FakeOpenAIServer() as srv:`` then point a provider at ``srv.base_url``. Queue what the
 next requests get with ``srv.enqueue(Answer(...), ErrorReply(...))``; with an empty queue a chat
-request is answered "echo: <last user message>", streamed in small pieces. Every request is
-recorded in ``srv.requests``.
+request is answered "echo: <last user message>", streamed in small pieces. ``/embeddings``,
+legacy ``/completions`` and ``/moderations`` answer as OpenAI's do (what real notebooks call).
+Every request is recorded in ``srv.requests``.
 
 Wire facts reproduced: ``data: {json}\\n\\n`` events of ``chat.completion.chunk`` objects (the
 first delta carries the role), a final chunk with ``finish_reason``, a usage chunk with
@@ -116,13 +117,22 @@ class _Handler(LoopbackHandler):
         req = self.record()
         if not self._authorised(req):
             return
-        if not req.path.endswith("/chat/completions"):
+        extra = None if req.path.endswith("/chat/completions") else \
+            next((name for name in _EXTRA_ROUTES if req.path.endswith(name)), None)
+        if not req.path.endswith("/chat/completions") and extra is None:
             self.send_json(404, {"error": {"code": "not_found", "message": f"no route {req.path}",
                                            "type": "invalid_request_error"}})
             return
         body = req.json
         if not isinstance(body, dict):
             self._send_reply(qianfan_error(400, "malformed_json", "Invalid Argument"))
+            return
+        if extra is not None:
+            behaviour = self.srv.next_behaviour()
+            if isinstance(behaviour, ErrorReply):
+                self._send_reply(behaviour)
+            else:
+                _EXTRA_ROUTES[extra](self, body, behaviour)
             return
         behaviour = self.srv.next_behaviour() or self.srv.echo(body)
         if isinstance(behaviour, ErrorReply):
@@ -172,6 +182,50 @@ class _Handler(LoopbackHandler):
         }
         self.send_json(200, payload, {**self.srv.common_headers(), **answer.headers})
 
+    # -- the other OpenAI endpoints real notebooks call (answered whatever the queue holds) ----
+    def _embeddings(self, body: dict[str, Any], _answer: Answer | None) -> None:
+        """``/embeddings``: one small deterministic vector per input (``dimensions`` honoured)."""
+        inputs = body.get("input", "")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        size = body.get("dimensions") if isinstance(body.get("dimensions"), int) else self.srv.embedding_size
+        data = [{"object": "embedding", "index": i, "embedding": _vector(str(item), size)}
+                for i, item in enumerate(items)]
+        tokens = sum(len(str(item).split()) for item in items)
+        self.send_json(200, {"object": "list", "data": data, "model": body.get("model", ""),
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, self.srv.common_headers())
+
+    def _completions(self, body: dict[str, Any], answer: Answer | None) -> None:
+        """Legacy ``/completions`` (a ``prompt``, answers in ``choices[].text``), streamed or not."""
+        prompt = body.get("prompt", "")
+        answer = answer or Answer(text=f"echo: {prompt if isinstance(prompt, str) else prompt[-1]}")
+        base = {"id": self.srv.new_id(), "object": "text_completion", "created": int(time.time()),
+                "model": body.get("model", "")}
+        text = answer.text_pieces()
+        if not body.get("stream"):
+            choice = {"index": 0, "text": "".join(text), "logprobs": None, "finish_reason": answer.finish_reason}
+            usage = {"prompt_tokens": len(str(prompt).split()), "completion_tokens": len(text),
+                     "total_tokens": len(str(prompt).split()) + len(text)}
+            self.send_json(200, {**base, "choices": [choice], "usage": usage}, self.srv.common_headers())
+            return
+        events: list[Any] = [{**base, "choices": [{"index": 0, "text": t, "logprobs": None, "finish_reason": None}]}
+                             for t in text]
+        events += [{**base, "choices": [{"index": 0, "text": "", "logprobs": None,
+                                         "finish_reason": answer.finish_reason}]}, "[DONE]"]
+        self.start_stream(200, "text/event-stream; charset=utf-8", self.srv.common_headers())
+        for event in events:
+            self.write_chunk(_frame(event, answer))
+        self.end_chunks()
+
+    def _moderations(self, body: dict[str, Any], _answer: Answer | None) -> None:
+        """``/moderations``: nothing flagged, every category false."""
+        inputs = body.get("input", "")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        names = ("hate", "harassment", "self-harm", "sexual", "violence")
+        result = {"flagged": False, "categories": dict.fromkeys(names, False),
+                  "category_scores": dict.fromkeys(names, 0.0)}
+        self.send_json(200, {"id": f"modr-{next(_ids)}", "model": body.get("model") or "omni-moderation-latest",
+                             "results": [result for _ in items]}, self.srv.common_headers())
+
     def _stream(self, answer: Answer, body: dict[str, Any]) -> None:
         self.pause(answer.delay)
         head, tail = _events(answer, body, self.srv.new_id())
@@ -201,6 +255,16 @@ class _Handler(LoopbackHandler):
             else:
                 self.write_chunk(frame)
             self.pause(answer.chunk_delay)
+
+
+_EXTRA_ROUTES = {"/embeddings": _Handler._embeddings, "/completions": _Handler._completions,
+                 "/moderations": _Handler._moderations}
+
+
+def _vector(text: str, size: int) -> list[float]:
+    """A unit-free but stable vector for a text (same text, same vector)."""
+    seed = sum(map(ord, text)) or 1
+    return [((seed * (i + 7)) % 97) / 97.0 for i in range(size)]
 
 
 def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
@@ -252,6 +316,7 @@ class FakeOpenAIServer(LoopbackServer):
         self.models = models if models is not None else ["ernie-4.0-turbo-8k", "ernie-speed-128k", "deepseek-r1"]
         self.id_prefix = id_prefix
         self.ratelimit_headers = ratelimit_headers
+        self.embedding_size = 8
         self._queue: deque[Answer | ErrorReply] = deque()
 
     def enqueue(self, *behaviours: Answer | ErrorReply) -> None:

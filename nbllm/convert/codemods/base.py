@@ -65,6 +65,7 @@ class Scratch:
     events: list[Event] = field(default_factory=list)
     needs_os: bool = False
     migrated: set[str] = field(default_factory=set)  # client names created by the v0 migration
+    azure_clients: set[str] = field(default_factory=set)  # names bound to what was an Azure client
 
 
 def new_context(target: Target) -> CodemodContext:
@@ -105,12 +106,20 @@ def is_openai_url(value: str) -> bool:
 class NbllmCommand(FastDispatch, VisitorBasedCodemodCommand):
     """Base for the converter's codemods: target access and cell-addressable events."""
 
-    # ScopeProvider rather than STYLE.md 11's QualifiedNameProvider: that provider is one more
+    # ScopeProvider rather than QualifiedNameProvider: that provider is one more
     # whole-tree traversal per resolution that only stores, for every node, a lazy call of
     # scope.get_qualified_names_for(node); qnames() makes that same call for the nodes asked about.
     METADATA_DEPENDENCIES: tuple[type[BaseMetadataProvider[Any]], ...] = (ScopeProvider,)
     # The pass runs only when the code matches (libcst passes are slow; most have nothing to do).
     TRIGGER: re.Pattern[str] | None = None
+    # The pass rewrites nodes no later pass reads or writes, so the runner may walk it together
+    # with the next pass over one resolved tree (batched.py says why that is the same result).
+    SHARES_WALK_WITH_NEXT = False
+
+    @classmethod
+    def wanted(cls, code: str, scratch: Scratch) -> bool:
+        """Whether this pass has anything to do on code (the runner asks before every pass)."""
+        return cls.TRIGGER is None or bool(cls.TRIGGER.search(code))
 
     def __init__(self, context: CodemodContext) -> None:
         init_codemod(self, context)  # libcst's __init__, its matcher scan cached per class

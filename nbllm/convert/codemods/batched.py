@@ -1,6 +1,6 @@
 """Several codemods over one resolved tree in one walk, with the result of running them in turn.
 
-Why batch (STYLE.md 11 asks for one codemod per concern, and each concern keeps its own class):
+Why batch (one codemod per concern, each concern in its own class; docs/converter.md#how-it-is-built):
 a pass costs a scope resolution, a whole-tree walk and a codegen, and the last two concerns,
 EnvKeys and ModelNames, change nearly every converted notebook. They rewrite disjoint nodes (key
 variable names and key literals; model literals) and neither reads anything the other writes, so

@@ -27,6 +27,10 @@ from nbllm.convert.codemods.base import (
     top_level_import,
 )
 
+# A client built only to reach these (``openai.OpenAI().moderations``) stays on OpenAI: the
+# v0 migration writes them for calls the target has no equivalent of
+# (docs/converter.md#calls-the-provider-cannot-serve).
+OPENAI_ONLY_RESOURCES = ("moderations", "images", "audio", "files", "fine_tuning")
 AZURE_ONLY = ("azure_endpoint", "azure_deployment", "api_version", "azure_ad_token", "azure_ad_token_provider")
 BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
@@ -34,12 +38,25 @@ BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 class ClientArgs(NbllmCommand):
     DESCRIPTION = "Give every OpenAI SDK client the provider's base_url and api_key."
     TRIGGER = re.compile(r"OpenAI\b")
+    # Client constructors and ``from openai import`` lines; ModuleClient rewrites only the module
+    # client's settings (``openai.base_url``) and reads nothing ClientArgs writes.
+    SHARES_WALK_WITH_NEXT = True
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)
-        self.global_key = False  # the notebook sets openai.api_key at top level (case 39)
+        self.global_key = False  # the notebook sets openai.api_key at top level: clients get it
+        self.openai_only: set[cst.Call] = set()
 
     def visit_Module(self, node: cst.Module) -> None:
+        # KEY = "..." at top level, once: a client given api_key=KEY gets the target's key instead
+        # (the user would paste an OpenAI key there, which must not reach the target).
+        bound: dict[str, list[cst.BaseExpression]] = {}
+        for assign in collect(node, cst.Assign):
+            for t in assign.targets:
+                if isinstance(t.target, cst.Name):
+                    bound.setdefault(t.target.value, []).append(assign.value)
+        self.literal_names = {name for name, values in bound.items()
+                              if len(values) == 1 and isinstance(values[0], (cst.SimpleString, cst.ConcatenatedString))}
         for stmt in node.body:
             if isinstance(stmt, cst.SimpleStatementLine):
                 for small in stmt.body:
@@ -47,6 +64,15 @@ class ClientArgs(NbllmCommand):
                         dotted(t.target) == "openai.api_key" for t in small.targets
                     ):
                         self.global_key = True
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if isinstance(node.value, cst.Call) and node.attr.value in OPENAI_ONLY_RESOURCES:
+            self.openai_only.add(node.value)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if isinstance(node.value, cst.Call) and "Azure" in (dotted(node.value.func) or "") \
+                and self.client_class(node.value):
+            self.scratch.azure_clients.update(d for t in node.targets if (d := dotted(t.target)))
 
     def leave_ImportFrom(self, original_node: cst.ImportFrom, updated_node: cst.ImportFrom) -> cst.ImportFrom:
         """``from openai import AzureOpenAI`` -> ``OpenAI`` (the calls are renamed below)."""
@@ -71,7 +97,7 @@ class ClientArgs(NbllmCommand):
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         cls = self.client_class(original_node)
-        if cls is None:
+        if cls is None or original_node in self.openai_only:
             return updated_node
         if any(a.star == "**" for a in original_node.args):
             self.flag(original_node, "client-kwargs", f"{cls}(**...) left alone: add base_url and api_key by hand")
@@ -80,7 +106,7 @@ class ClientArgs(NbllmCommand):
         call = self._base_url(original_node, call, azure)
         if call is None:
             return updated_node
-        return self._api_key(original_node, call)
+        return self._api_key(original_node, call, azure)
 
     def _drop_azure(self, original: cst.Call, call: cst.Call, cls: str) -> tuple[cst.Call, bool]:
         name = dotted(original.func) or ""
@@ -115,8 +141,12 @@ class ClientArgs(NbllmCommand):
         self.flag(original, "foreign-client", f"client already points at {value or code}; left alone")
         return None
 
-    def _api_key(self, original: cst.Call, call: cst.Call) -> cst.Call:
+    def _api_key(self, original: cst.Call, call: cst.Call, azure: bool) -> cst.Call:
         arg = kwarg(original, "api_key")
+        if arg is not None and azure:
+            self.flag(original, "azure", f"the Azure key is not sent to {self.target.spec.id}; the key is read "
+                      f"from {self.target.key_env}")
+            return replace_arg(call, "api_key", self.key_expr())
         if arg is None:
             if self.global_key:
                 value: cst.BaseExpression = cst.parse_expression("openai.api_key")
@@ -128,6 +158,10 @@ class ClientArgs(NbllmCommand):
             self.flag(original, "hardcoded-key", f"hard-coded key {secret} removed; the key is read from "
                       f"{self.target.key_env}")
         if isinstance(arg.value, (cst.SimpleString, cst.ConcatenatedString)):
+            return replace_arg(call, "api_key", self.key_expr())
+        if isinstance(arg.value, cst.Name) and arg.value.value in self.literal_names:
+            self.flag(original, "hardcoded-key", f"api_key={arg.value.value} held a literal (an OpenAI key or a "
+                      f"placeholder); the key is read from {self.target.key_env} instead")
             return replace_arg(call, "api_key", self.key_expr())
         return call
 
@@ -149,6 +183,13 @@ class ModuleClient(NbllmCommand):
             if len(parts) > 2 and parts[0] == "openai" and parts[1] in V1_MODULE_RESOURCES:
                 self.used = self.used or any(q.startswith("openai.") for q in self.qnames(call.func))
 
+    def _slashed(self) -> cst.SimpleString:
+        """The base URL with a final slash: the module client joins it and the route as they are
+        (``.../v2`` + ``chat/completions``), unlike ``OpenAI(base_url=...)``, which adds one
+        (docs/converter.md#module-level-client)."""
+        url = self.target.spec.base_url
+        return cst.SimpleString(repr(url if url.endswith("/") else url + "/").replace("'", '"'))
+
     def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
         if not self.used or len(original_node.targets) != 1:
             return updated_node
@@ -156,7 +197,7 @@ class ModuleClient(NbllmCommand):
         value = string_value(original_node.value)
         if name == "openai.base_url" and value is not None and is_openai_url(value):
             self.note(original_node, "client", f"openai.base_url -> {self.target.spec.base_url}")
-            return updated_node.with_changes(value=self.url_expr())
+            return updated_node.with_changes(value=self._slashed())
         return updated_node
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
@@ -167,7 +208,7 @@ class ModuleClient(NbllmCommand):
         at = top_level_import(body)
         if at is None or "openai.base_url" in names or not module_binds_openai(updated_node):
             return updated_node
-        code = f"openai.base_url = {self.url_expr().value}\n"
+        code = f"openai.base_url = {self._slashed().value}\n"
         if "openai.api_key" not in names:
             code += f"openai.api_key = {cst.Module([]).code_for_node(self.key_expr())}\n"
         self.note(original_node.body[at], "client", f"module-level client now calls {self.target.spec.base_url}")

@@ -7,10 +7,17 @@ a pass) and ``inspect.getmembers`` over every metadata provider when the wrapper
 Both are looked up once per class here. Traversal itself went through the matcher machinery and
 four ``getattr`` calls with formatted names per node (a quarter of a pass's time, with no
 matchers in use); ``FastDispatch`` calls the class's visit/leave methods from a table instead.
+
+Some of this leans on LibCST internals (``libcst._batched_visitor``, ``libcst._nodes.internal``,
+``Module._codegen``, the matcher tables of ``MatcherDecoratableTransformer``). It is a fast path
+only: at import the internals are probed (they must exist and give what the public API gives on
+a sample), and when they differ, or ``NBLLM_LIBCST_PUBLIC=1`` is set, every function here takes
+the public LibCST path instead, with the same results (tests/test_convert_fastpath.py).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,11 +27,16 @@ from typing import Any
 
 import libcst as cst
 from libcst import BatchableCSTVisitor, CSTTransformer
-from libcst._batched_visitor import _BatchedCSTVisitor
-from libcst._nodes.internal import CodegenState
-from libcst.codemod import Codemod
+from libcst.codemod import Codemod, VisitorBasedCodemodCommand
 from libcst.matchers import MatcherDecoratableTransformer
-from libcst.metadata import MetadataWrapper
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+try:
+    from libcst._batched_visitor import _BatchedCSTVisitor
+    from libcst._nodes.internal import CodegenState
+except ImportError:  # a LibCST that moved them: the public path below
+    _BatchedCSTVisitor = None  # type: ignore[assignment,misc]
+    CodegenState = object  # type: ignore[assignment,misc]
 
 _VISITOR_NAMES: dict[type, tuple[str, ...]] = {}
 _NO_MATCHERS: dict[type, bool] = {}
@@ -55,22 +67,31 @@ def _hooks(cls: type) -> tuple[dict[str, Callable[..., Any]], dict[str, Callable
 
 
 class FastDispatch:
-    """CSTTransformer's dispatch, the same calls in the same order, from a per-class table."""
+    """CSTTransformer's dispatch, the same calls in the same order, from a per-class table
+    (LibCST's own matcher-aware dispatch when the fast path is off)."""
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if not FAST:
+            return super().on_visit(node)  # type: ignore[misc,no-any-return]
         fn = _hooks(type(self))[0].get(type(node).__name__)
         return fn is None or fn(self, node) is not False
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Any:
+        if not FAST:
+            return super().on_leave(original_node, updated_node)  # type: ignore[misc]
         fn = _hooks(type(self))[1].get(type(original_node).__name__)
         return updated_node if fn is None else fn(self, original_node, updated_node)
 
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
-        if _hooks(type(self))[2]:
+        if not FAST:
+            super().on_visit_attribute(node, attribute)  # type: ignore[misc]
+        elif _hooks(type(self))[2]:
             CSTTransformer.on_visit_attribute(self, node, attribute)  # type: ignore[arg-type]
 
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
-        if _hooks(type(self))[2]:
+        if not FAST:
+            super().on_leave_attribute(original_node, attribute)  # type: ignore[misc]
+        elif _hooks(type(self))[2]:
             CSTTransformer.on_leave_attribute(self, original_node, attribute)  # type: ignore[arg-type]
 
 
@@ -78,7 +99,7 @@ _NEWLINE = re.compile(r"\r\n?|\n")  # what libcst's PositionProvider counts as a
 
 
 @dataclass
-class _LineState(CodegenState):
+class _LineState(CodegenState):  # type: ignore[misc,valid-type]
     """Codegen that also notes each node's start line, as PositionProvider's ``start.line``.
 
     PositionProvider tracks lines and columns for every token and builds two positions per node
@@ -122,6 +143,9 @@ class _LineState(CodegenState):
 
 def code_and_lines(module: cst.Module) -> tuple[str, dict[cst.CSTNode, int]]:
     """``module.code`` and every node's start line (PositionProvider's), in one codegen."""
+    if not FAST:
+        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        return module.code, {node: pos.start.line for node, pos in positions.items()}
     state = _LineState(default_indent=module.default_indent, default_newline=module.default_newline)
     module._codegen(state)
     return "".join(state.tokens), state.lines
@@ -148,6 +172,8 @@ class SharedWrapper(MetadataWrapper):
 
     def visit_batched(self, visitors: Iterable[BatchableCSTVisitor], before_visit: Any = None,
                       after_leave: Any = None) -> cst.CSTNode:
+        if not FAST:
+            return super().visit_batched(visitors, before_visit, after_leave)
         visitors = list(visitors)
         with ExitStack() as stack:
             for v in visitors:
@@ -178,6 +204,9 @@ def init_codemod(command: MatcherDecoratableTransformer, context: Any) -> None:
     traversal hooks bound over ``FastDispatch``'s.
     """
     cls = type(command)
+    if not FAST:
+        VisitorBasedCodemodCommand.__init__(command, context)  # type: ignore[arg-type]
+        return
     if _NO_MATCHERS.get(cls):
         Codemod.__init__(command, context)  # type: ignore[arg-type]
         CSTTransformer.__init__(command)
@@ -191,3 +220,31 @@ def init_codemod(command: MatcherDecoratableTransformer, context: Any) -> None:
     if not _NO_MATCHERS[cls]:
         for hook in _MATCHER_HOOKS:
             setattr(command, hook, MethodType(getattr(MatcherDecoratableTransformer, hook), command))
+
+
+def _probe() -> bool:
+    """Whether LibCST's internals still give what its public API gives (checked on a sample)."""
+    if _BatchedCSTVisitor is None or os.environ.get("NBLLM_LIBCST_PUBLIC"):
+        return False
+    sample = cst.parse_module("import os\nif x:\n    y = f(1,\n          2)  # c\n\nclass A:\n    z: int = 3\n")
+    try:
+        state = _LineState(default_indent=sample.default_indent, default_newline=sample.default_newline)
+        sample._codegen(state)
+        positions = MetadataWrapper(sample, unsafe_skip_copy=True).resolve(PositionProvider)
+        if "".join(state.tokens) != sample.code or any(state.lines.get(n) != p.start.line
+                                                        for n, p in positions.items()):
+            return False
+
+        class Probe(FastDispatch, VisitorBasedCodemodCommand):
+            pass
+
+        command = Probe.__new__(Probe)
+        MatcherDecoratableTransformer.__init__(command)
+        tables = (command._extra_visit_funcs, command._extra_leave_funcs, command._matchers)
+        return all(isinstance(t, dict) for t in tables) and callable(getattr(CodegenState, "add_token", None))
+    except Exception:  # any drift in the internals: the public path
+        return False
+
+
+FAST = True  # read by every function above; settled once by the probe below
+FAST = _probe()

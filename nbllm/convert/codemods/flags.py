@@ -22,6 +22,7 @@ class Flags(NbllmCommand):
     TRIGGER = re.compile(r"responses|images|files|fine_tuning|batches|assistants|threads|audio|moderations|evals|"
                          r"uploads|vector_stores|containers|response_format|function|dimensions|1536|3072|"
                          r"embeddings_utils|\.parse|azure")
+    SHARES_WALK_WITH_NEXT = True  # it only reads the code as written and changes nothing
 
     def visit_Module(self, node: cst.Module) -> None:
         self.api = ApiCalls(self, node)

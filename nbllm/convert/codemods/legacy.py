@@ -29,12 +29,29 @@ ERRORS = {"OpenAIError": "OpenAIError", "APIError": "APIError", "Timeout": "APIT
           "APIConnectionError": "APIConnectionError", "InvalidRequestError": "BadRequestError",
           "AuthenticationError": "AuthenticationError", "PermissionError": "PermissionDeniedError",
           "RateLimitError": "RateLimitError", "ServiceUnavailableError": "InternalServerError"}
+# v0 exported its error classes at the top level too (``openai.InvalidRequestError``).
+TOP_LEVEL_ERRORS = {old: new for old, new in ERRORS.items() if old != new}
+# v0 calls the target cannot serve: moved to v1 syntax on a client that still calls OpenAI.
+OPENAI_ONLY = {("Moderation", "create"): "moderations.create", ("Image", "create"): "images.generate",
+               ("Image", "create_edit"): "images.edit", ("Image", "create_variation"): "images.create_variation",
+               ("Audio", "transcribe"): "audio.transcriptions.create",
+               ("Audio", "translate"): "audio.translations.create",
+               ("File", "create"): "files.create", ("File", "list"): "files.list",
+               ("File", "retrieve"): "files.retrieve", ("File", "delete"): "files.delete",
+               ("File", "download"): "files.content",
+               ("FineTuningJob", "create"): "fine_tuning.jobs.create",
+               ("FineTuningJob", "retrieve"): "fine_tuning.jobs.retrieve",
+               ("FineTuningJob", "list"): "fine_tuning.jobs.list",
+               ("FineTuningJob", "cancel"): "fine_tuning.jobs.cancel",
+               ("FineTuningJob", "list_events"): "fine_tuning.jobs.list_events"}
+POSITIONAL = {"Audio": ("model", "file")}  # v0 took these positionally; v1 wants keywords
+OPENAI_ONLY_COMMENT = "# nbllm: still calls OpenAI"
 CONFIG = ("openai.api_base", "openai.api_type", "openai.api_version", "openai.organization",
           "openai.api_key_path", "openai.proxy", "openai.api_key")
 NO_EQUIVALENT = ("Image", "Moderation", "FineTune", "FineTuningJob", "File", "Audio", "Edit", "Deployment",
                  "Customer")
-V0_MARKERS = tuple(f"openai.{n}" for n in (*V0_RESOURCES, *NO_EQUIVALENT, "error", "Engine", "Model",
-                                          "api_base", "api_type", "api_version", "requestssession"))
+V0_MARKERS = tuple(f"openai.{n}" for n in (*V0_RESOURCES, *NO_EQUIVALENT, *TOP_LEVEL_ERRORS, "error", "Engine",
+                                          "Model", "api_base", "api_type", "api_version", "requestssession"))
 RENAMED_KW = {"engine": "model", "deployment_id": "model", "request_timeout": "timeout"}
 
 
@@ -49,7 +66,8 @@ def uses_v0(cmd: NbllmCommand, module: cst.Module) -> bool:
 class _V0Base(NbllmCommand):
     METADATA_DEPENDENCIES = (ScopeProvider,)
     TRIGGER = re.compile(r"\b(?:ChatCompletion|Completion|Embedding|Engine|FineTune|FineTuningJob|Moderation|Image|File|"
-                         r"Audio|Edit|Deployment|Customer|Model|error|api_base|api_type|api_version|requestssession)\b")
+                         r"Audio|Edit|Deployment|Customer|Model|error|api_base|api_type|api_version|requestssession|"
+                         r"InvalidRequestError|Timeout|PermissionError|ServiceUnavailableError)\b")
 
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)
@@ -72,6 +90,7 @@ class LegacyMigrate(_V0Base):
 
     def visit_Module(self, node: cst.Module) -> None:
         super().visit_Module(node)
+        self.mark = False  # the statement being left holds a call still sent to OpenAI
         if not self.active:
             return
         calls = [c for c in collect(node, cst.Call) if (k := self.v0_call(c)) and k[0] in V0_RESOURCES]
@@ -80,13 +99,20 @@ class LegacyMigrate(_V0Base):
         self.client = "client" if "client" not in scope.assignments else "openai_client"
         self.aclient = "aclient" if "aclient" not in scope.assignments else "openai_aclient"
         self.first_use = next((i for i, stmt in enumerate(node.body)
-                               if any(self.v0_call(c) for c in collect(stmt, cst.Call))), None)
+                               if any(self._uses_client(c) for c in collect(stmt, cst.Call))), None)
         nested = [a for a in collect(node, cst.Assign) if any(dotted(t.target) == "openai.api_key"
                                                                  for t in a.targets)]
         self.top_keys = {i for i, stmt in enumerate(node.body) if (f := assigned_attr(stmt))
                          and f[0] == "openai.api_key"}
         self.nested_key = len(nested) > len(self.top_keys)
+        self.azure = any(found[0] == "openai.api_type" and "azure" in (string_value(found[1].value) or "")
+                         for stmt in node.body if (found := assigned_attr(stmt)))
         self.scratch.migrated.update({self.client, self.aclient})
+
+    def _uses_client(self, call: cst.Call) -> bool:
+        """The call becomes a call on the migrated client (not an OpenAI-only one)."""
+        found = self.v0_call(call)
+        return found is not None and (found[0] in V0_RESOURCES or found in (("Model", "list"), ("Engine", "list")))
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         found = self.v0_call(original_node) if self.active else None
@@ -96,9 +122,11 @@ class LegacyMigrate(_V0Base):
         if resource in ("Model", "Engine") and method == "list":
             self.note(original_node, "migrate", f"openai.{resource}.list() -> {self.client}.models.list()")
             return updated_node.with_changes(func=cst.parse_expression(f"{self.client}.models.list"))
+        if (resource, method) in OPENAI_ONLY:
+            return self._openai_only(original_node, updated_node, resource, method)
         if resource not in V0_RESOURCES:
             self.flag(original_node, "no-equivalent", f"openai.{resource}.{method} has no equivalent at "
-                      f"{self.target.spec.id}; left unchanged")
+                      f"{self.target.spec.id} nor in openai>=1; left unchanged")
             return updated_node
         owner = self.aclient if method == "acreate" else self.client
         func = cst.parse_expression(f"{owner}.{V0_RESOURCES[resource]}.create")
@@ -106,7 +134,50 @@ class LegacyMigrate(_V0Base):
         if resource == "Completion":
             self.flag(original_node, "completions", f"legacy completions endpoint: {self.target.spec.id} may "
                       "serve chat only; consider chat.completions")
-        return updated_node.with_changes(func=func, args=self._args(original_node, updated_node.args))
+        args = self._args(original_node, updated_node.args)
+        if self.azure:
+            args = self._deployment(original_node, args, "embedding" if resource == "Embedding" else "strong")
+        return updated_node.with_changes(func=func, args=args)
+
+    def _openai_only(self, original: cst.Call, updated: cst.Call, resource: str, method: str) -> cst.Call:
+        """``openai.Moderation.create(...)`` -> ``openai.OpenAI().moderations.create(...)``, marked:
+        v1 syntax (v0 code crashes under openai>=1) on a client that reads OPENAI_API_KEY."""
+        new = OPENAI_ONLY[(resource, method)]
+        args = list(updated.args)
+        for i, name in enumerate(POSITIONAL.get(resource, ())):
+            if i < len(args) and not args[i].keyword and not args[i].star:
+                args[i] = args[i].with_changes(keyword=cst.Name(name), equal=cst.AssignEqual(
+                    whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
+        self.mark = True
+        self.note(original, "migrate", f"openai.{resource}.{method} -> openai.OpenAI().{new}")
+        self.flag(original, "openai-only", f"openai.{resource}.{method} -> openai.OpenAI().{new}: "
+                  f"{self.target.spec.id} has no equivalent, so this call still goes to OpenAI (OPENAI_API_KEY)")
+        return updated.with_changes(func=cst.parse_expression(f"openai.OpenAI().{new}"), args=args)
+
+    def _deployment(self, original: cst.Call, args: list[cst.Arg], tier: str) -> list[cst.Arg]:
+        """An Azure deployment name is no model the target knows: the tier's model instead."""
+        model = self.target.models.tier_model(tier)
+        out = []
+        for arg in args:
+            value = string_value(arg.value)
+            if arg.keyword and arg.keyword.value == "model" and model and not (
+                    value and self.target.models.lookup(value)):
+                self.flag(original, "azure", f"Azure deployment {value or cst.Module([]).code_for_node(arg.value)}"
+                          f" -> {model} ({tier})")
+                arg = arg.with_changes(value=cst.SimpleString(f'"{model}"'))
+            out.append(arg)
+        return out
+
+    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
+                                  updated_node: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        if not self.mark:
+            return updated_node
+        self.mark = False
+        trailing = updated_node.trailing_whitespace
+        if trailing.comment is not None:
+            return updated_node
+        return updated_node.with_changes(trailing_whitespace=trailing.with_changes(
+            whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(OPENAI_ONLY_COMMENT)))
 
     def _args(self, original: cst.Call, args: tuple[cst.Arg, ...] | list[cst.Arg]) -> list[cst.Arg]:
         present = {a.keyword.value for a in args if a.keyword}
@@ -128,10 +199,17 @@ class LegacyMigrate(_V0Base):
         return out
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
-        for q in self.qnames(original_node) if self.active else ():
+        names = self.qnames(original_node) if self.active else set()
+        if self.active and not names and (name := dotted(original_node) or "").startswith("openai."):
+            names = {name}  # `openai` unbound (only `from openai import ...`): the migration imports it
+        for q in names:
             parts = q.split(".")
             if len(parts) == 3 and parts[:2] == ["openai", "error"] and dotted(original_node):
                 return self._error(original_node, updated_node, parts[2])
+            if len(parts) == 2 and parts[0] == "openai" and parts[1] in TOP_LEVEL_ERRORS and dotted(original_node):
+                new = TOP_LEVEL_ERRORS[parts[1]]
+                self.note(original_node, "migrate", f"openai.{parts[1]} -> openai.{new}")
+                return updated_node.with_changes(attr=cst.Name(new))
         return updated_node
 
     def _error(self, original: cst.Attribute, updated: cst.Attribute, name: str) -> cst.BaseExpression:
@@ -191,6 +269,10 @@ class LegacyMigrate(_V0Base):
         return updated_node.with_changes(body=body, footer=[*orphans, *updated_node.footer])
 
     def _key_value(self, original: cst.BaseStatement, assign: cst.Assign) -> cst.BaseExpression:
+        if self.azure:
+            self.flag(original, "azure", f"the Azure key is not sent to {self.target.spec.id}; the key is read from "
+                      f"{self.target.key_env}")
+            return self.key_expr()
         if isinstance(assign.value, (cst.SimpleString, cst.ConcatenatedString)):
             secret = self.secret_literal(assign.value)
             if secret:

@@ -14,7 +14,18 @@ import re
 import libcst as cst
 from libcst.metadata import Scope, ScopeProvider
 
-from nbllm.convert.codemods.base import ApiCalls, NbllmCommand, collect, string_value, with_string
+from nbllm.convert.codemods.base import (
+    MODEL_METHODS,
+    ApiCalls,
+    NbllmCommand,
+    Scratch,
+    chain_root,
+    collect,
+    dotted,
+    string_value,
+    with_string,
+)
+from nbllm.modelmap import is_openai_model
 
 MODEL_KEYWORDS = ("model", "engine", "deployment_id", "model_name")
 REQUEST_KEYS = {"messages", "prompt", "input", "temperature", "max_tokens", "stream"}
@@ -32,11 +43,17 @@ class ModelNames(NbllmCommand):
     METADATA_DEPENDENCIES = (ScopeProvider,)
     TRIGGER = re.compile(r"[\"'](?:gpt-|o[134]|text-|davinci|babbage|chatgpt|code-)")
 
+    @classmethod
+    def wanted(cls, code: str, scratch: Scratch) -> bool:
+        """Also without a model literal: ``--model`` overrides, or Azure deployments to replace."""
+        return super().wanted(code, scratch) or bool(scratch.target.models.overrides or scratch.azure_clients)
+
     def __init__(self, context: cst.codemod.CodemodContext) -> None:
         super().__init__(context)
         self.strings: dict[cst.SimpleString, str] = {}  # literal -> its old value, to be mapped
         self.keep: dict[cst.Name, str] = {}  # tiktoken arguments -> the OpenAI literal they held
         self.reported: set[str] = set()
+        self.deployments: dict[cst.BaseExpression, str] = {}  # Azure deployment args -> the tier to use
 
     # --- analysis -------------------------------------------------------------------------
 
@@ -57,6 +74,7 @@ class ModelNames(NbllmCommand):
         self.access = {a.node: a for s in self._scopes(node) for a in s.accesses}
         self.calls = collect(node, cst.Call)
         work = self._sinks(node)
+        found = bool(work)
         seen: set[int] = set()
         while work:
             expr = work.pop()
@@ -64,7 +82,20 @@ class ModelNames(NbllmCommand):
                 continue
             seen.add(id(expr))
             work.extend(self._follow(expr))
+        if found:
+            self._all_literals(node)
         self._tiktoken()
+
+    def _all_literals(self, module: cst.Module) -> None:
+        """Every other exact OpenAI model id in a notebook that calls the SDK: models also reach
+        calls through lists, loops, attributes and class defaults, which names cannot follow, and
+        mapping each literal alike keeps comparisons and dict lookups between them working."""
+        tiktoken = {a.value for c in self.calls if c.args and "tiktoken.encoding_for_model" in self.qnames(c.func)
+                    for a in c.args[:1]}
+        for node in collect(module, cst.SimpleString):
+            value = string_value(node) if node not in self.strings and node not in tiktoken else None
+            if value is not None and is_openai_model(value):
+                self.strings[node] = value
 
     def _scopes(self, node: cst.Module) -> set[Scope]:
         return {s for s in self.metadata[ScopeProvider].values() if s is not None}  # type: ignore[misc]
@@ -74,11 +105,14 @@ class ModelNames(NbllmCommand):
         sinks: list[cst.BaseExpression] = []
         for call in self.calls:
             kind = api.kind(call)
-            if kind is None or kind == "responses.create":
+            if kind is None:
                 continue
+            azure = kind in MODEL_METHODS and dotted(chain_root(call.func)[0]) in self.scratch.azure_clients
             for arg in call.args:
                 if arg.keyword and arg.keyword.value in MODEL_KEYWORDS:
                     sinks.append(arg.value)
+                    if azure and not self._names_a_model(arg.value):
+                        self.deployments[arg.value] = "embedding" if kind.startswith("embeddings") else "strong"
                 elif arg.star == "**":
                     sinks.extend(self._splatted(arg.value))
         for d in collect(module, cst.Dict):
@@ -87,6 +121,11 @@ class ModelNames(NbllmCommand):
             if value is not None and keys & REQUEST_KEYS:
                 sinks.append(value)
         return sinks
+
+    def _names_a_model(self, expr: cst.BaseExpression) -> bool:
+        """The expression is, or is a name bound to, an OpenAI model id the map knows."""
+        values = [expr, *self._bindings(expr)]
+        return any((v := string_value(e)) is not None and self.target.models.lookup(v) for e in values)
 
     def _splatted(self, expr: cst.BaseExpression) -> list[cst.BaseExpression]:
         dicts = [expr] if isinstance(expr, cst.Dict) else [v for v in self._bindings(expr)]
@@ -156,6 +195,16 @@ class ModelNames(NbllmCommand):
             return updated_node
         self.note(original_node, "model", f"{old} -> {mapping.new} ({mapping.tier})")
         return with_string(updated_node, mapping.new)
+
+    def leave_Arg(self, original_node: cst.Arg, updated_node: cst.Arg) -> cst.Arg:
+        tier = self.deployments.get(original_node.value)
+        model = self.target.models.tier_model(tier) if tier else None
+        if model is None:
+            return updated_node
+        code = cst.Module([]).code_for_node(original_node.value)
+        self.flag(original_node, "azure", f"Azure deployment {code} -> {model} ({tier})")
+        self.note(original_node, "model", f"{code} -> {model} ({tier})")
+        return updated_node.with_changes(value=cst.SimpleString(f'"{model}"'))
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
         old = self.keep.get(original_node)

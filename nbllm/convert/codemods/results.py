@@ -13,7 +13,7 @@ import re
 import libcst as cst
 from libcst.metadata import ScopeProvider
 
-from nbllm.convert.codemods.base import NbllmCommand, collect, string_value
+from nbllm.convert.codemods.base import NbllmCommand, Scratch, collect, string_value
 
 FIELDS = {"choices", "message", "content", "data", "embedding", "text", "delta", "usage", "total_tokens",
           "prompt_tokens", "completion_tokens", "role", "function_call", "tool_calls", "arguments", "name",
@@ -26,6 +26,11 @@ class ResultAccess(NbllmCommand):
     METADATA_DEPENDENCIES = (ScopeProvider,)
     TRIGGER = re.compile(r"\[\s*[\"']|\.get\(")
 
+    @classmethod
+    def wanted(cls, code: str, scratch: Scratch) -> bool:
+        """Only after the v0 migration made clients (v1 code already uses attributes)."""
+        return bool(scratch.migrated) and super().wanted(code, scratch)
+
     def visit_Module(self, node: cst.Module) -> None:
         self.tracked: set[cst.CSTNode] = set()  # target Name nodes holding results
         if not self.scratch.migrated:
@@ -33,8 +38,13 @@ class ResultAccess(NbllmCommand):
         self.access = {a.node: a for s in set(self.metadata[ScopeProvider].values()) if s for a in s.accesses}
         assigns = collect(node, cst.Assign)
         loops = collect(node, cst.For)
-        for _ in range(4):  # results flow through a few names at most
+        returns = [(fn, r) for fn in collect(node, cst.FunctionDef) for r in collect(fn, cst.Return)
+                   if r.value is not None]
+        for _ in range(4):  # results flow through a few names and helpers at most
             before = len(self.tracked)
+            for fn, ret in returns:
+                if fn not in self.tracked and ret.value is not None and self._whole_result(ret.value):
+                    self.tracked.add(fn)
             for a in assigns:
                 if self._from_result(a.value):
                     self.tracked.update(t.target for t in a.targets if isinstance(t.target, cst.Name))
@@ -44,11 +54,21 @@ class ResultAccess(NbllmCommand):
             if len(self.tracked) == before:
                 break
 
+    def _whole_result(self, node: cst.BaseExpression) -> bool:
+        """A returned value that is a whole result (a call's, or a name holding one), not a part."""
+        if isinstance(node, cst.Name):
+            access = self.access.get(node)
+            return bool(access) and any(getattr(r, "node", None) in self.tracked for r in access.referents)
+        return self._is_call(node)
+
     def _is_call(self, node: cst.BaseExpression) -> bool:
         if isinstance(node, cst.Await):
             node = node.expression
         if not isinstance(node, cst.Call):
             return False
+        if isinstance(node.func, cst.Name):  # a helper that returns a result
+            access = self.access.get(node.func)
+            return bool(access) and any(getattr(r, "node", None) in self.tracked for r in access.referents)
         name = cst.Module([]).code_for_node(node.func)
         return any(name == f"{c}.{m}" for c in self.scratch.migrated for m in RESULT_METHODS)
 

@@ -1,4 +1,7 @@
-"""Rewrites inside masked IPython lines: ``%env OPENAI_API_KEY=...`` and ``openai==0.28`` pins.
+"""Rewrites inside masked IPython lines (``%env OPENAI_API_KEY=...``, ``openai==0.28`` pins).
+
+Named apart from ``nbllm.magics`` (the ``%llm`` magics): this module only edits the text of the
+IPython lines found in notebooks being converted.
 
 These lines never reach libcst (they are masked), so the few rewrites they need are done on
 their text here; everything else in a magic line is restored byte for byte.
@@ -29,6 +32,8 @@ def rewrite_magic(line: str, target: Target, migrated: bool, lineno: int) -> tup
                                 "in the environment", lineno, warning=True))
             indent = line[: len(line) - len(line.lstrip())]
             return f"{indent}# nbllm: set {env} in the environment (a hard-coded OpenAI key was removed)", events
+        if value:  # a placeholder: renamed, it would overwrite the target's real key
+            return line, events
         events.append(Event("env", f"%env OPENAI_API_KEY -> {env}", lineno))
         return line.replace("OPENAI_API_KEY", env, 1), events
     if migrated and _INSTALL.match(line) and _PIN.search(line):
