@@ -249,50 +249,6 @@ class HTTPProvider(Provider):
                              f"{size} bytes without a single event" if size else "an empty stream")
         decoder.end()
 
-
-def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` inside the reading boundary; a stream that yields nothing readable is an error too."""
-    if inspect.isgeneratorfunction(method):
-        @functools.wraps(method)
-        def deltas(self: HTTPProvider, *args: Any, **kwargs: Any) -> Iterator[Delta]:
-            answered = False
-            with readable(self.spec):
-                for delta in method(self, *args, **kwargs):
-                    answered = answered or bool(delta.text or delta.reasoning or delta.finish_reason or delta.usage)
-                    yield delta
-            if not answered:
-                raise unreadable(self.spec, "no text, finish reason or usage in it")
-
-        return deltas
-
-    @functools.wraps(method)
-    def call(self: HTTPProvider, *args: Any, **kwargs: Any) -> Any:
-        with readable(self.spec):
-            return method(self, *args, **kwargs)
-
-    return call
-
-
-DRAIN_SECONDS = 0.2  # reading on after the end marker, so the connection can be reused
-
-
-def _read_timeout(response: httpx.Response) -> float:
-    """The read timeout the request was sent with (each request may set its own)."""
-    timeout = response.request.extensions.get("timeout", {}).get("read")
-    return float(timeout) if timeout else DEFAULT_TIMEOUT
-
-
-def _silent(spec: ProviderSpec, seconds: float, text: str) -> ProviderError:
-    """The provider went quiet for longer than the timeout (keep-alive comments do not count)."""
-    if not text:
-        return RequestTimeout(
-            f"{spec.label} ({spec.id}) sent no text for {seconds:g} s (keep-alive comments do not count). "
-            "Try again later, or allow more time with --timeout or timeout=.",
-            provider=spec.id,
-        )
-    return interrupted(spec, f"the stream went silent for {seconds:g} s", text)
-
-
     # -- the asyncio twin -------------------------------------------------------------------
     # The same requests, retries, error boundary and decoders as above, over httpx.AsyncClient.
     # An AsyncClient belongs to the event loop it first ran on, so each loop gets its own.
@@ -334,13 +290,19 @@ def _silent(spec: ProviderSpec, seconds: float, text: str) -> ProviderError:
         if timeout:
             kwargs["timeout"] = http_timeout(timeout)
 
+        body = kwargs.get("json")
+        model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+
         async def attempt() -> httpx.Response:
             with http_errors(self.spec):
                 client = self.aclient()
                 response = await client.send(client.build_request(method, path, **kwargs), stream=True)
+                if 300 <= response.status_code < 400:
+                    await response.aclose()
+                    raise redirect_error(self.spec, response.status_code, response.headers.get("location", ""))
                 if response.status_code >= 400:
-                    raise make_error(self.spec, response.status_code, decode_body(await self.aread(response)),
-                                     response.headers)
+                    raw = (await self.aread(response))[:MAX_ERROR_BODY]
+                    raise make_error(self.spec, response.status_code, decode_body(raw), response.headers, model)
                 return response
 
         return await self.aretrying(attempt, gate, tokens)
@@ -398,20 +360,27 @@ def _silent(spec: ProviderSpec, seconds: float, text: str) -> ProviderError:
 
     async def _adecode(self, response: httpx.Response, items: AsyncIterator[tuple[str, str]], decoder: Decoder, *,
                        drain: bool) -> AsyncIterator[Delta]:
+        """``_decode`` for asyncio; silences are bounded by httpx's per-read timeout."""
+        first = ""
         try:
-            with http_errors(self.spec, decoder):
+            with readable(self.spec), http_errors(self.spec, decoder):
                 async for data, event in items:
                     if not data.strip():
                         continue
+                    first = first or data
                     for delta in decoder.feed(data, event):
                         yield decoder.note(delta)
                     if decoder.done:
                         if drain:
                             await _adrain(items)
-                        return
-            decoder.end()
+                        break
         finally:
             await response.aclose()
+        if not decoder.received and not decoder.finished:
+            size = response.num_bytes_downloaded
+            raise unreadable(self.spec, f"no answer in it; first item: {first[:200]!r}" if first else
+                             f"{size} bytes without a single event" if size else "an empty stream")
+        decoder.end()
 
 def _drain(items: Iterator[Any]) -> None:
     """Read what follows the last event (the chunked terminator); a failure there costs nothing."""
@@ -422,6 +391,49 @@ def _drain(items: Iterator[Any]) -> None:
             pass
     except httpx.HTTPError:
         pass
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` inside the reading boundary; a stream that yields nothing readable is an error too."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def deltas(self: HTTPProvider, *args: Any, **kwargs: Any) -> Iterator[Delta]:
+            answered = False
+            with readable(self.spec):
+                for delta in method(self, *args, **kwargs):
+                    answered = answered or bool(delta.text or delta.reasoning or delta.finish_reason or delta.usage)
+                    yield delta
+            if not answered:
+                raise unreadable(self.spec, "no text, finish reason or usage in it")
+
+        return deltas
+
+    @functools.wraps(method)
+    def call(self: HTTPProvider, *args: Any, **kwargs: Any) -> Any:
+        with readable(self.spec):
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+DRAIN_SECONDS = 0.2  # reading on after the end marker, so the connection can be reused
+
+
+def _read_timeout(response: httpx.Response) -> float:
+    """The read timeout the request was sent with (each request may set its own)."""
+    timeout = response.request.extensions.get("timeout", {}).get("read")
+    return float(timeout) if timeout else DEFAULT_TIMEOUT
+
+
+def _silent(spec: ProviderSpec, seconds: float, text: str) -> ProviderError:
+    """The provider went quiet for longer than the timeout (keep-alive comments do not count)."""
+    if not text:
+        return RequestTimeout(
+            f"{spec.label} ({spec.id}) sent no text for {seconds:g} s (keep-alive comments do not count). "
+            "Try again later, or allow more time with --timeout or timeout=.",
+            provider=spec.id,
+        )
+    return interrupted(spec, f"the stream went silent for {seconds:g} s", text)
 
 
 async def _adrain(items: AsyncIterator[Any]) -> None:
