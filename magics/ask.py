@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from IPython.core.error import UsageError
+from IPython.utils.process import arg_split
 
 from nbllm.context import build_prompt
 from nbllm.messages import Message, as_messages
+from nbllm.validate import check_options
 
 from .call import Call, run_chain
 from .compare import run_compare
@@ -27,18 +29,30 @@ class Targets:
     mode: str  # "single", "compare" or "fallback"
 
 
+def split_words(line: str) -> list[str]:
+    """The words of a magic line, quoted as in a shell; an open quote is a usage error."""
+    try:
+        return arg_split(line, posix=True)
+    except ValueError as exc:  # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"Could not read the %llm line ({exc}): close each quote, and end the line "
+                         "without a lone backslash.") from None
+
+
 def parse_targets(positional: list[str], provider: str | None) -> Targets:
+    """Providers from ``-p`` or the words after %%llm; ``ernie, qwen`` and ``a || b`` read as typed."""
     if positional and provider:
         raise UsageError("Name the provider once: either as TARGET or with -p/--provider, not both.")
-    text = provider if provider is not None else ",".join(positional)
+    text = provider if provider is not None else " ".join(positional)
     if not text.strip():
         return Targets([], "single")
     if "||" in text and "," in text:
-        raise UsageError("Use ',' (compare) or '||' (fallback) between providers, not both in one cell.")
+        raise UsageError(f"Use ',' (compare) or '||' (fallback) between providers, not both: {text!r}.")
     sep = "||" if "||" in text else ","
-    names = [name.strip() for name in text.split(sep)]
-    if not all(names):
-        raise UsageError(f"Empty provider name in {text!r}: write e.g. -p ernie,qwen or -p ernie||hunyuan.")
+    parts = text.split(sep) if sep in text else text.split()
+    names = [name.strip() for name in parts]
+    if not all(names) or any(len(name.split()) > 1 for name in names):
+        raise UsageError(f"Could not read the providers in {text!r}: write e.g. ernie, or ernie,qwen to compare, "
+                         "or ernie||hunyuan to fall back.")
     if len(names) == 1:
         return Targets(names, "single")
     return Targets(names, "fallback" if sep == "||" else "compare")
@@ -67,7 +81,9 @@ def call_params(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.param or []:
         key, value = parse_pair(item)
         params[key] = value
-    return {key: value for key, value in params.items() if value is not None}
+    params = {key: value for key, value in params.items() if value is not None}
+    check_options(params, "--param")
+    return params
 
 
 def _names(text: str | None) -> list[str]:

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
-from IPython.utils.process import arg_split
 
 from nbllm.config import get_spec, load_specs
 from nbllm.context import cut
@@ -19,8 +18,9 @@ from nbllm.errors import ConvertError, MissingKeyError
 from nbllm.keys import is_configured, set_key
 from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
 from nbllm.tables import Table
+from nbllm.validate import check_options
 
-from .ask import ERROR_PROMPT, parse_pair, run_cell
+from .ask import ERROR_PROMPT, parse_pair, run_cell, split_words
 from .handler_context import MagicContext
 
 Handler = Callable[[MagicContext, argparse.Namespace], None]
@@ -58,7 +58,7 @@ def build_parser() -> MagicArgumentParser:
 
 
 def run_line(ctx: MagicContext, line: str) -> None:
-    words = arg_split(line, posix=True)
+    words = split_words(line)
     if words and words[0] == "convert":  # its options belong to the converter's own parser
         return convert(words[1:])
     if words and words[0] == "redirect":  # likewise
@@ -125,6 +125,7 @@ def set_options(ctx: MagicContext, args: argparse.Namespace) -> None:
             params.pop(key, None)
         else:
             params[key] = value
+    check_options(params, "%llm set")
     session.params = params
     options = ", ".join(f"{k}={v}" for k, v in params.items()) or "none"
     print(f"Options sent with every call: {options}")
@@ -136,7 +137,10 @@ def enter_key(ctx: MagicContext, args: argparse.Namespace) -> None:
     if not key.strip():
         print(f"No key entered; {spec.id} is unchanged.")
         return
-    set_key(spec.id, key)
+    try:
+        set_key(spec.id, key)
+    finally:
+        del key  # never left in this frame for a verbose traceback to print
     print(f"Key for {spec.id} set for this session; it is not saved anywhere.")
 
 

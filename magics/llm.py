@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.process import arg_split
 from traitlets import Bool, Int, TraitError, Unicode, observe
+
+from nbllm.validate import finite, seconds, token_count
 
 if TYPE_CHECKING:
     from nbllm.session import Session
@@ -49,7 +50,7 @@ class LLMMagics(Magics):
             self._bound = session
             session.max_history = self.max_history
             if self.default_provider and not os.environ.get("NBLLM_DEFAULT"):
-                session.use(self.default_provider)
+                session.use_default(self.default_provider, "the LLMMagics.default_provider setting")
         return session
 
     def context(self) -> MagicContext:
@@ -76,10 +77,10 @@ class LLMMagics(Magics):
     @argument("-p", "--provider", help="provider(s): 'a' one, 'a,b,c' compare, 'a||b' fall back to b")
     @argument("-m", "--model", help="model name (default: the provider's default model)")
     @argument("-s", "--system", help="system prompt")
-    @argument("-t", "--temperature", type=float)
-    @argument("--max-tokens", type=int, dest="max_tokens")
-    @argument("--top-p", type=float, dest="top_p")
-    @argument("--timeout", type=float, help="seconds to wait for the provider")
+    @argument("-t", "--temperature", type=finite)
+    @argument("--max-tokens", type=token_count, dest="max_tokens")
+    @argument("--top-p", type=finite, dest="top_p")
+    @argument("--timeout", type=seconds, help="seconds to wait for the first text and for each pause after it")
     @argument("--param", action="append", metavar="KEY=VALUE", help="any other option, passed through (repeatable)")
     @argument("-f", "--format", help="markdown (default), text, code, json, html or math")
     @argument("--insert", action="store_true", help="with -f code: put the code into the next cell")
@@ -106,7 +107,11 @@ class LLMMagics(Magics):
             from .commands import run_line
 
             return run_line(self.context(), line)
-        from .ask import run_cell
+        from .ask import run_cell, split_words
+
+        if {"-h", "--help"} & set(split_words(line)):
+            print(self.llm.parser.format_help())
+            return None
 
         run_cell(self.context(), self.parse(line), cell)
         return None
@@ -122,4 +127,7 @@ class LLMMagics(Magics):
 @functools.lru_cache(maxsize=64)
 def _parsed(line: str) -> tuple[tuple[str, Any], ...]:
     """The %%llm line's options (a usage error is raised, never kept)."""
-    return tuple(vars(LLMMagics.llm.parser.parse_args(arg_split(line, posix=True))).items())
+    from .ask import split_words
+
+    return tuple(vars(LLMMagics.llm.parser.parse_args(split_words(line))).items())
+

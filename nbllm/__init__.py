@@ -49,9 +49,14 @@ def stream(prompt_or_messages: str | list[Message], provider: str | None = None,
 
 def set_key(provider: str, key: str) -> None:
     """Use this key for a provider in this Python session only; it is never written anywhere."""
+    from nbllm.errors import NbllmError
     from nbllm.keys import set_key as _set_key
 
-    _set_key(provider, key)
+    try:
+        _set_key(provider, key)
+    except NbllmError:
+        del key  # a refused key stays out of the traceback's frames (%xmode Verbose prints them)
+        raise
 
 
 def redirect(target: str, models: list[str] | dict[str, str] | None = None) -> Redirect | None:

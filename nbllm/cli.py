@@ -36,15 +36,17 @@ from nbllm.providers.base import make_provider
 from nbllm.secrets import redact
 from nbllm.status import CHECK_HEADERS, check_provider, check_targets, key_status
 from nbllm.tables import text_table
+from nbllm.validate import finite, seconds, token_count
 
 if TYPE_CHECKING:
     from nbllm.response import Response
 
 
 # -- output helpers -------------------------------------------------------------------------
-def _out(text: str, stream: TextIO | None = None, end: str = "\n") -> None:
+def _out(text: str, stream: TextIO | None = None, end: str = "\n", *, masked: bool = False) -> None:
+    """Write a line; ``masked`` text (an answer, masked as it streamed) is written as it is."""
     stream = stream or sys.stdout
-    stream.write(redact(text) + end)
+    stream.write((text if masked else redact(text)) + end)
     stream.flush()
 
 
@@ -82,14 +84,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
     """Stream one answer to stdout; reasoning (when asked for) goes to stderr."""
     from nbllm.session import Session
 
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    _check_text_args(args)
+    prompt = args.prompt if args.prompt is not None else _read_stdin()
     if not prompt.strip():
         raise _Usage("no prompt: give one as an argument or on stdin")
-    session = Session(args.provider)
+    session = Session()
     params = {"temperature": args.temperature, "max_tokens": args.max_tokens, "timeout": args.timeout}
+    targets: list[str | None] = [t.strip() for t in args.provider.split("||")] if args.provider else [None]
+    if args.provider and not all(targets):
+        raise _Usage(f"empty provider name in -p {args.provider!r}: write e.g. -p ernie||qwen")
     try:
-        response = session.respond(as_messages(prompt, args.system), args.provider, args.model, params=params,
-                                   source="cli")
+        response = _first_to_answer(session, targets, as_messages(prompt, args.system), args.model, params)
         _print_stream(response, args.show_reasoning)
     finally:
         session.close()
@@ -101,14 +106,55 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_to_answer(session: Any, targets: list[str | None], messages: Any, model: str | None,
+                     params: dict[str, Any]) -> Response:
+    """The first target that starts answering (``-p a||b``): any failure before text moves on."""
+    failed: list[str] = []
+    for target in targets:
+        try:
+            return session.respond(messages, target, model, params=params, source="cli").prefetch()
+        except NbllmError as exc:
+            if len(failed) + 1 == len(targets):
+                if failed:
+                    exc.message += f" Tried before it, also failing: {', '.join(failed)}."
+                    exc.args = (exc.message,)
+                raise
+            failed.append(f"{target} ({type(exc).__name__})")
+            _out(f"nbllm: {target} failed before any text ({exc.message}) Trying the next provider.", sys.stderr)
+    raise AssertionError("unreachable: targets is never empty")  # pragma: no cover
+
+
+def _read_stdin() -> str:
+    """The prompt from stdin as UTF-8; other bytes are a usage error that says where."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream put in place of stdin (tests, embedding)
+        return sys.stdin.read()
+    data = stream.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _Usage(f"the prompt on stdin is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                     "cannot be decoded. Convert it first (e.g. iconv -f GBK -t UTF-8).") from None
+
+
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Arguments holding bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    for name, value in vars(args).items():
+        if isinstance(value, str):
+            bad = next((i for i, c in enumerate(value) if "\udc80" <= c <= "\udcff"), None)
+            if bad is not None:
+                raise _Usage(f"the {name} argument is not UTF-8 text: byte 0x{ord(value[bad]) - 0xDC00:02x} "
+                             f"at character {bad + 1} cannot be decoded. Check the terminal's encoding.")
+
+
 def _print_stream(response: Response, show_reasoning: bool) -> None:
     """Write text as it arrives; end with a newline even when the stream breaks off."""
     try:
         for delta in response:
             if delta.reasoning and show_reasoning:
-                _out(delta.reasoning, sys.stderr, end="")
+                _out(delta.reasoning, sys.stderr, end="", masked=True)
             if delta.text:
-                _out(delta.text, end="")
+                _out(delta.text, end="", masked=True)
     finally:
         if response.text and not response.text.endswith("\n"):
             _out("")
@@ -155,7 +201,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the models a provider offers")
     p.add_argument("provider", metavar="ID")
-    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for a live list (default 20)")
+    p.add_argument("--timeout", type=seconds, default=20.0, help="seconds to wait for a live list (default 20)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("chat", help="stream one answer to stdout")
@@ -163,16 +209,17 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("-p", "--provider", metavar="ID[:MODEL]", help="provider, optionally with a model")
     p.add_argument("-m", "--model", help="model name (overrides one given with -p)")
     p.add_argument("-s", "--system", help="system prompt")
-    p.add_argument("-t", "--temperature", type=float)
-    p.add_argument("--max-tokens", type=int, metavar="N")
-    p.add_argument("--timeout", type=float, metavar="SECONDS")
+    p.add_argument("-t", "--temperature", type=finite)
+    p.add_argument("--max-tokens", type=token_count, metavar="N")
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS",
+                   help="seconds to wait for the first text and for each pause after it")
     p.add_argument("--show-reasoning", action="store_true", help="print reasoning models' thinking to stderr")
     p.add_argument("--stats", action="store_true", help="print provider, latency and tokens to stderr")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("check", help="send a tiny request to each configured provider and time it")
     p.add_argument("providers", nargs="*", metavar="ID")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per provider (default 30)")
+    p.add_argument("--timeout", type=seconds, default=30.0, help="seconds per provider (default 30)")
     p.set_defaults(func=cmd_check)
 
     log_cli.configure(sub)

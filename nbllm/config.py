@@ -17,6 +17,8 @@ from typing import Any
 
 from nbllm.errors import ConfigError, UnknownProviderError
 from nbllm.providers.catalog import BUILTIN, ProviderSpec
+from nbllm.secrets import register_key_env
+from nbllm.validate import check_base_url, check_header_value, env_name_problem, header_name_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,7 +26,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 _SPEC_FIELDS = {f.name for f in fields(ProviderSpec)}
-_TUPLE_FIELDS = {"key_env", "secret_env", "models"}
+_SPEC_TYPES = {f.name: f.type for f in fields(ProviderSpec)}
 
 
 def config_path() -> Path:
@@ -74,15 +76,19 @@ def env_name(provider_id: str) -> str:
 
 
 def _apply_table(base: ProviderSpec | None, pid: str, table: dict[str, Any], origin: str) -> ProviderSpec:
-    unknown = set(table) - _SPEC_FIELDS
+    unknown = set(table) - (_SPEC_FIELDS - {"id"})
     if unknown:
         raise ConfigError(
             f"[providers.{pid}] in {origin} has unknown field(s) {', '.join(sorted(unknown))}; "
-            f"known fields are {', '.join(sorted(_SPEC_FIELDS - {'id'}))}."
+            f"known fields are {', '.join(sorted(_SPEC_FIELDS - {'id'}))} (the id is the table's name)."
         )
-    values = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in table.items()}
-    if isinstance(values.get("key_env"), str):
-        values["key_env"] = (values["key_env"],)
+    values = {name: _field_value(pid, name, value, origin) for name, value in table.items()}
+    dialect = values.get("dialect", base.dialect if base is not None else "openai")
+    _check_dialect(pid, dialect, origin)
+    if "base_url" in values and dialect != "local":  # the local dialect's base_url is a model file
+        check_base_url(values["base_url"], f"[providers.{pid}] base_url in {origin}")
+    for header, value in values.get("extra_headers", {}).items():
+        check_header_value(value, f"[providers.{pid}] extra_headers.{header} in {origin}")
     if base is not None:
         return base.with_changes(**values)
     if "base_url" not in values:
@@ -93,6 +99,80 @@ def _apply_table(base: ProviderSpec | None, pid: str, table: dict[str, Any], ori
     models = values.get("models", ())
     values.setdefault("default_model", models[0] if models else "")
     return ProviderSpec(id=pid, **values)
+
+
+# What each ProviderSpec annotation accepts from a TOML file, and how it is said in an error.
+_KINDS = {
+    "str": "a string",
+    "str | None": "a string",
+    "bool": "true or false",
+    "tuple[str, ...]": "a list of strings (or one string)",
+    "dict[str, str]": "a table of strings",
+    "dict[str, Any]": "a table",
+}
+
+
+def _field_value(pid: str, name: str, value: Any, origin: str) -> Any:
+    """A config value in the type its ProviderSpec field has, or an error naming file, provider and field."""
+    kind = str(_SPEC_TYPES.get(name, ""))
+    ok = True
+    if kind in ("str", "str | None"):
+        ok = isinstance(value, str)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "tuple[str, ...]":
+        value = [value] if isinstance(value, str) else value  # one name, not its letters
+        ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
+        value = tuple(v.strip() for v in value) if ok else value
+    elif kind.startswith("dict["):
+        ok = isinstance(value, dict) and (kind != "dict[str, str]" or all(isinstance(v, str) for v in value.values()))
+    problem = _item_problem(name, value) if ok else None
+    if problem:
+        raise ConfigError(f"The nbllm config file {origin}: [providers.{pid}] {name} has {problem}. Fix the file, "
+                          "or point NBLLM_CONFIG at another one.")
+    if not ok:
+        raise ConfigError(
+            f"The nbllm config file {origin}: [providers.{pid}] {name} must be {_KINDS.get(kind, kind)}, "
+            f"not {_type_name(value)} ({_short(value)}). Fix the file, or point NBLLM_CONFIG at another one."
+        )
+    return value
+
+
+def _item_problem(name: str, value: Any) -> str | None:
+    """Names inside a well-typed field that could never work: variable and header names."""
+    if name in ("key_env", "secret_env", "base_url_env", "headers_from_env"):
+        names = value.values() if isinstance(value, dict) else [value] if isinstance(value, str) else value
+        for env in names:
+            if env_name_problem(env):
+                return f"{_short(env)}, which is not a variable name ({env_name_problem(env)})"
+    if name in ("extra_headers", "headers_from_env"):
+        for header in value:
+            if header_name_problem(header):
+                return f"the header {_short(header)} ({header_name_problem(header)})"
+    return None
+
+
+def _type_name(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
+             dict: "a table"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _short(value: Any) -> str:
+    from nbllm.secrets import redact
+
+    text = redact(repr(value))
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _check_dialect(pid: str, dialect: str, origin: str) -> None:
+    from nbllm.providers.base import DIALECTS
+
+    if dialect not in DIALECTS and ":" not in dialect:
+        raise ConfigError(
+            f"The nbllm config file {origin}: [providers.{pid}] dialect {dialect!r} is not one nbllm knows; "
+            f"use one of {', '.join(DIALECTS)}, or a plugin's module:Class."
+        )
 
 
 @functools.cache
@@ -161,13 +241,21 @@ def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
     specs = {spec.id: spec for spec in BUILTIN}
     for spec in _plugin_specs():
         specs.setdefault(spec.id, spec)
-    for pid, table in (config.get("providers") or {}).items():
+    origin = str(config_path())
+    tables = config.get("providers") or {}
+    if not isinstance(tables, dict):
+        raise ConfigError(f"The nbllm config file {origin}: providers must be a table of [providers.<id>] "
+                          f"tables, not {_type_name(tables)}.")
+    for pid, table in tables.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"providers.{pid} in the nbllm config file must be a table.")
+            raise ConfigError(f"The nbllm config file {origin}: providers.{pid} must be a table "
+                              f"([providers.{pid}]), not {_type_name(table)}.")
         # [providers.ID.prices] is read by the exchange log's usage totals, not part of the row
         fields_ = {k: v for k, v in table.items() if k != "prices"}
         if fields_ or pid not in specs:
-            specs[pid] = _apply_table(specs.get(pid), pid, fields_, str(config_path()))
+            specs[pid] = _apply_table(specs.get(pid), pid, fields_, origin)
+    for spec in specs.values():
+        register_key_env((*spec.key_env, *spec.secret_env))  # their values are masked from now on
     for pid, spec in specs.items():
         url = os.environ.get(f"NBLLM_{env_name(pid)}_BASE_URL")
         if not url and spec.base_url_env and pid not in (config.get("providers") or {}):
@@ -189,6 +277,9 @@ def _with_model_path(spec: ProviderSpec) -> ProviderSpec:
 
 def get_spec(provider_id: str, specs: dict[str, ProviderSpec] | None = None) -> ProviderSpec:
     """The spec for an id, or an error that suggests the closest known ids."""
+    if not isinstance(provider_id, str):
+        raise UnknownProviderError(f"A provider is named by its id as a string, not {_type_name(provider_id)} "
+                                   f"({_short(provider_id)}).")
     specs = load_specs() if specs is None else specs
     try:
         return specs[provider_id]
@@ -204,6 +295,8 @@ def get_spec(provider_id: str, specs: dict[str, ProviderSpec] | None = None) -> 
 
 def split_target(target: str, specs: dict[str, ProviderSpec] | None = None) -> tuple[str, str | None]:
     """Split ``id``, ``id:model`` or ``id/model`` (model names may hold ':' and '/')."""
+    if not isinstance(target, str):
+        get_spec(target)  # type: ignore[arg-type] - raises the error that says what a target is
     target = target.strip()
     cut = min((i for i in (target.find(":"), target.find("/")) if i > 0), default=-1)
     if cut < 0:
@@ -217,8 +310,29 @@ def split_target(target: str, specs: dict[str, ProviderSpec] | None = None) -> t
 
 def default_target(config: dict[str, Any] | None = None) -> str:
     """The provider (and model) used when none is named."""
-    env = os.environ.get("NBLLM_DEFAULT")
+    return default_source(config)[0]
+
+
+def default_source(config: dict[str, Any] | None = None) -> tuple[str, str]:
+    """The default target and where it was set, for errors that say what to fix."""
+    env = os.environ.get("NBLLM_DEFAULT", "").strip()
     if env:
-        return env
+        return env, "NBLLM_DEFAULT"
     config = load_config() if config is None else config
-    return str(config.get("default") or "ernie")
+    value = config.get("default")
+    if value is None or value == "":
+        return "ernie", "nbllm's built-in default"
+    origin = f"default in the nbllm config file {config_path()}"
+    if not isinstance(value, str):
+        raise ConfigError(f"The {origin} must be a provider id as a string, not {_type_name(value)}.")
+    return value.strip(), origin
+
+
+def base_url_origin(spec: ProviderSpec) -> str:
+    """Where a provider's base URL came from: the variable that set it, the config file or nbllm."""
+    name = f"NBLLM_{env_name(spec.id)}_BASE_URL"
+    if os.environ.get(name):
+        return f"the environment variable {name}"
+    if spec.base_url_env and os.environ.get(spec.base_url_env) == spec.base_url:
+        return f"the environment variable {spec.base_url_env}"
+    return f"[providers.{spec.id}] base_url"

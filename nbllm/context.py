@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbllm.errors import ContextError
-from nbllm.secrets import redact
+from nbllm.secrets import redact_text
 
 MAX_VALUE_CHARS = 4000
 MAX_CELL_CHARS = 2000
@@ -58,8 +58,18 @@ def cut(text: str, limit: int) -> str:
 
 
 def describe(value: Any) -> str:
-    """A short type label such as ``DataFrame, 1000 rows × 5 columns`` or ``str, 12 chars``."""
+    """A short type label such as ``DataFrame, 1000 rows × 5 columns`` or ``str, 12 chars``.
+
+    A value whose ``shape`` or ``len`` raises is labelled by its type name alone.
+    """
     kind = type(value).__name__
+    try:
+        return _label(kind, value)
+    except Exception:  # a broken property or __len__ of the user's object
+        return kind
+
+
+def _label(kind: str, value: Any) -> str:
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(n, int) for n in shape):
         return f"{kind}, {shape[0]} rows × {shape[1]} columns"
@@ -73,8 +83,12 @@ def describe(value: Any) -> str:
 
 
 def render_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
-    """A readable, size-capped, redacted text for any value."""
-    return redact(cut(_raw_text(value), limit))
+    """A readable, size-capped, redacted text for any value (a value that cannot be shown: its type)."""
+    try:
+        text = _raw_text(value)
+    except Exception:  # broken __repr__, __str__, shape or dtype properties of the user's object
+        text = f"<{type(value).__name__} object>"
+    return redact_text(cut(text, limit))
 
 
 def _raw_text(value: Any) -> str:
@@ -86,10 +100,7 @@ def _raw_text(value: Any) -> str:
         return str(value)  # numpy and friends summarise big arrays themselves
     if isinstance(value, (list, tuple, dict, set, frozenset)) and len(value) > 200:
         return _short_repr.repr(value)
-    try:
-        return pprint.pformat(value, width=100, compact=True, sort_dicts=False)
-    except Exception:  # a broken __repr__ must not break the prompt
-        return f"<{type(value).__name__} object>"
+    return pprint.pformat(value, width=100, compact=True, sort_dicts=False)
 
 
 def _pandas_text(value: Any) -> str:
@@ -145,7 +156,7 @@ def _cell_part(state: NotebookState, which: str, index: int) -> str:
     number = _cell_number(state, index)
     if which == "In":
         if 0 < number < len(state.inputs):
-            return redact(cut(state.inputs[number], MAX_CELL_CHARS))
+            return redact_text(cut(state.inputs[number], MAX_CELL_CHARS))
         raise ContextError(
             f"The prompt refers to {{In[{index}]}}, but there is no input cell {number}. "
             f"Cells run so far are numbered 1 to {max(len(state.inputs) - 1, 0)}."
@@ -161,7 +172,7 @@ def _cell_part(state: NotebookState, which: str, index: int) -> str:
 def _last_error(state: NotebookState) -> str:
     if not state.last_error:
         raise ContextError("The prompt refers to {Err}, but no error has happened in this session yet.")
-    return redact(cut(state.last_error, MAX_VALUE_CHARS))
+    return redact_text(cut(state.last_error, MAX_VALUE_CHARS))
 
 
 def with_variables(state: NotebookState, names: Sequence[str]) -> str:
@@ -181,7 +192,7 @@ def recent_cells(state: NotebookState, count: int) -> str:
     for number in range(first, last + 1):
         if number >= len(state.inputs):
             break
-        block = f"In [{number}]:\n```python\n{redact(cut(state.inputs[number], MAX_CELL_CHARS))}\n```"
+        block = f"In [{number}]:\n```python\n{redact_text(cut(state.inputs[number], MAX_CELL_CHARS))}\n```"
         output = _cell_output(state, number)
         if output:
             block += f"\nOutput:\n```\n{output}\n```"
@@ -192,15 +203,18 @@ def recent_cells(state: NotebookState, count: int) -> str:
 def _cell_output(state: NotebookState, number: int) -> str:
     """A cell's text output as shown; its Out value when the shell recorded no text."""
     if state.texts.get(number):
-        return redact(cut(state.texts[number], MAX_CELL_CHARS))
+        return redact_text(cut(state.texts[number], MAX_CELL_CHARS))
     if number in state.outputs:
         return render_value(state.outputs[number], MAX_CELL_CHARS)
     return ""
 
 
 def build_prompt(prompt: str, state: NotebookState, *, with_names: Sequence[str] = (), cells: int = 0) -> str:
-    """The user message: opted-in context first, then the prompt with its references filled in."""
-    body = expand(prompt, state)
+    """The user message: opted-in context first, then the prompt with its references filled in.
+
+    The prompt is sent as typed, except for secret values (a key pasted into the cell is masked).
+    """
+    body = redact_text(expand(prompt, state))
     blocks = []
     if cells > 0:
         recent = recent_cells(state, cells)

@@ -28,14 +28,26 @@ a log line or IPython's one-paragraph rendering (``_render_traceback_``).
 
 from __future__ import annotations
 
+import re
+
 from nbllm.secrets import redact
+
+_BREAKS = re.compile(r"[\r\n\t\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def one_paragraph(text: str) -> str:
+    """Text on one line: line breaks (a server's message may hold some) become spaces, and control
+    characters (a terminal would act on them) are shown escaped."""
+    text = _BREAKS.sub(" ", text)
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
 class NbllmError(Exception):
     """Base class: a one-paragraph message that says what failed and what to do."""
 
     def __init__(self, message: str, *, provider: str | None = None) -> None:
-        self.message = redact(message)
+        self.message = one_paragraph(redact(message))
         self.provider = provider
         super().__init__(self.message)
 

@@ -20,11 +20,11 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from types import ModuleType, TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.modelmap import ModelMap, is_openai_model, parse_overrides, tier_of
@@ -48,6 +48,11 @@ class Target:
     @property
     def base_url(self) -> str:
         return self.spec.base_url.rstrip("/")
+
+    @property
+    def shown_url(self) -> str:
+        """``base_url`` for messages and reprs: without a ``user:password@``."""
+        return _shown(self.base_url)
 
     def map_model(self, name: str) -> tuple[str, str | None]:
         """The model to send instead of ``name``, and why (None when it is kept)."""
@@ -85,6 +90,11 @@ class Redirect:
         self.message = message  # what was said (or would have been, when quiet)
 
     def __enter__(self) -> Redirect:
+        with _lock:  # a handle entered again after its redirect ended starts it again
+            current = active()
+            if current != self.target:
+                self._previous = current
+                start_target(self.target, quiet=True)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -97,7 +107,7 @@ class Redirect:
         return stop()
 
     def __repr__(self) -> str:
-        return f"<nbllm redirect to {self.target.spec.id} at {self.target.base_url}>"
+        return f"<nbllm redirect to {self.target.spec.id} at {self.target.shown_url}>"
 
 
 def redirect(target: str, models: list[str] | dict[str, str] | None = None, *, quiet: bool = False) -> Redirect:
@@ -160,7 +170,7 @@ def stop(*, quiet: bool = False) -> str:
         text = "No redirect was active; OpenAI SDK traffic already goes where each client points."
     else:
         text = (f"Redirect to {state.target.spec.id} ended: OpenAI SDK requests go to "
-                f"{' or '.join(_openai_bases())} again.")
+                f"{_shown_bases()} again.")
         if state.placeholder:
             text += (" Clients created during the redirect hold nbllm's placeholder instead of an OpenAI key; "
                      "create them again with a key to use OpenAI.")
@@ -183,8 +193,8 @@ def status() -> str:
         return "No redirect: OpenAI SDK traffic goes where each client points (%llm redirect ID starts one)."
     spec = state.target.spec
     names = ", ".join(f"{old} -> {new}" for old, new in mapped.items()) or "none yet"
-    return (f"OpenAI SDK requests for {' and '.join(_openai_bases())} go to {spec.label} ({spec.id}) at "
-            f"{state.target.base_url}, from every OpenAI and AsyncOpenAI client (old or new, the module-level "
+    return (f"OpenAI SDK requests for {_shown_bases()} go to {spec.label} ({spec.id}) at "
+            f"{state.target.shown_url}, from every OpenAI and AsyncOpenAI client (old or new, the module-level "
             f"one and libraries such as LangChain). Clients with another base_url and Azure clients are left "
             f"alone. Models mapped so far: {names}. %llm redirect off restores direct OpenAI traffic.")
 
@@ -199,7 +209,7 @@ def started_text(target: Target, previous: Target | None) -> str:
                   f"{spec.tiers.get('embedding') or spec.default_model}")
     else:
         models = "model map: " + "; ".join(describe(spec, target.overrides))
-    return (f"OpenAI SDK traffic in this process now goes to {spec.label} ({spec.id}) at {target.base_url}"
+    return (f"OpenAI SDK traffic in this process now goes to {spec.label} ({spec.id}) at {target.shown_url}"
             f"{was}, with the {spec.id} key; {models}. %llm redirect off restores it.")
 
 
@@ -214,23 +224,49 @@ def _openai_bases() -> list[str]:
     return bases
 
 
+def _shown_bases() -> str:
+    """``_openai_bases`` for a message: a relay's ``user:password@`` is left out."""
+    return " or ".join(map(_shown, _openai_bases()))
+
+
+def _shown(url: str) -> str:
+    return "{}://{}{}".format(*_origin(url))
+
+
+def _origin(url: str) -> tuple[str, str, str]:
+    """Scheme, host[:port] and path as HTTP compares them: case-blind host, no default port, no credentials."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port: compared as written
+        port = None
+    host = (parts.hostname or "") + (f":{port}" if port and port != {"http": 80, "https": 443}.get(scheme) else "")
+    return scheme, host, parts.path
+
+
 def provider_url(url: str, target: Target) -> str | None:
     """The provider URL for a request URL bound for OpenAI, else None (left alone)."""
     parts = urlsplit(url)
+    scheme, host, path = _origin(url)
     if parts.hostname == OPENAI_HOST:
-        path = parts.path[3:] if parts.path.startswith("/v1/") else parts.path
+        path = path[3:] if path.startswith("/v1/") else path
     else:
-        base = next((b for b in _openai_bases()[1:] if url == b or url.startswith(b + "/") or
-                     url.startswith(b + "?")), None)
-        if base is None:
+        prefixes = [b[2].rstrip("/") for b in map(_origin, _openai_bases()[1:]) if b[:2] == (scheme, host)]
+        prefix = next((p for p in prefixes if path == p or path.startswith(p + "/")), None)
+        if prefix is None:
             return None
-        path = urlsplit(url[len(base):] or "/").path
+        path = path[len(prefix):]
     query = f"?{parts.query}" if parts.query else ""
     return f"{target.base_url}/{path.lstrip('/')}{query}"
 
 
-def rewrite(request: Any) -> Any:
-    """A new request of the same httpx flavour for the provider, or None to send it unchanged."""
+def rewrite(request: Any, client_key: str | None = None) -> Any:
+    """A new request of the same httpx flavour for the provider, or None to send it unchanged.
+
+    ``client_key`` is the OpenAI key of the client that built it: any header or query value carrying
+    it (or ``OPENAI_API_KEY``), under whatever name, stays behind.
+    """
     with _lock:
         state = _state
     if state is None:
@@ -239,9 +275,11 @@ def rewrite(request: Any) -> Any:
     if url is None:
         return None
     target = state.target
+    secrets = _openai_keys(client_key)
+    url = _without_keys_in_query(url, secrets)
     body = _json_body(request)
     dropped = _DROPPED | ({"content-length"} if body is not None else set())
-    headers = [("Host", urlsplit(url).netloc), *_provider_headers(request.headers.multi_items(), target, dropped)]
+    headers = _provider_headers(request.headers.multi_items(), target, dropped, secrets)
     kwargs: dict[str, Any] = {"extensions": request.extensions}
     if body is None:  # multipart uploads and the like: the same bytes, to the new URL
         kwargs["stream"] = request.stream
@@ -250,9 +288,24 @@ def rewrite(request: Any) -> Any:
     return type(request)(request.method, url, headers=headers, **kwargs)
 
 
-def _provider_headers(pairs: Any, target: Target, dropped: set[str]) -> list[tuple[str, str]]:
+def _openai_keys(client_key: str | None) -> set[str]:
+    keys = {client_key, os.environ.get("OPENAI_API_KEY", "").strip()}
+    return {k for k in keys if isinstance(k, str) and len(k) >= 8 and k != PLACEHOLDER_KEY}
+
+
+def _without_keys_in_query(url: str, secrets: set[str]) -> str:
+    parts = urlsplit(url)
+    if not parts.query or not any(s in unquote(parts.query) for s in secrets):
+        return url
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not any(s in v for s in secrets)]
+    return parts._replace(query=urlencode(kept)).geturl()
+
+
+def _provider_headers(pairs: Any, target: Target, dropped: set[str],
+                      secrets: Collection[str] = ()) -> list[tuple[str, str]]:
     """The request's headers without OpenAI's credentials, with the provider's added."""
-    headers = [(k, v) for k, v in pairs if k.lower() not in dropped and not k.lower().startswith("openai-")]
+    headers = [(k, v) for k, v in pairs if k.lower() not in dropped and not k.lower().startswith("openai-")
+               and not any(s in v for s in secrets)]
     if target.key:
         headers.append(("Authorization", f"Bearer {target.key}"))
     headers += list(target.spec.extra_headers.items())
@@ -366,7 +419,8 @@ def _wrap_prepare_raw(original: Callable[..., Any]) -> Callable[..., Any]:
             return abs_url, headers, data
         if isinstance(data, bytes) and "json" in str(headers.get("Content-Type", "")):
             data = json.dumps(_map_body(json.loads(data), state), ensure_ascii=False).encode()
-        return url, dict(_provider_headers(headers.items(), state.target, _DROPPED)), data
+        secrets = _openai_keys(getattr(self, "api_key", None))
+        return url, dict(_provider_headers(headers.items(), state.target, _DROPPED, secrets)), data
 
     return _prepare_request_raw
 
@@ -394,7 +448,7 @@ def _wrap_build_request(original: Callable[..., Any]) -> Callable[..., Any]:
         request = original(self, *args, **kwargs)
         if _left_alone(self):
             return request
-        return rewrite(request) or request
+        return rewrite(request, getattr(self, "api_key", None)) or request
 
     return _build_request
 

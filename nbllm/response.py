@@ -5,7 +5,8 @@ Iterating it yields ``Delta``s while it adds up the text, reasoning, usage and f
 and times the first token and the whole answer. However the reading ends (the last delta, a
 provider error, a dropped stream, ``break``, ``close()``, Ctrl-C, garbage collection), the
 provider's stream is closed and the response is *finished* exactly once: a dropped stream's
-``StreamInterrupted`` carries the partial text, and the completion callbacks run.
+``StreamInterrupted`` carries the partial text, and the completion callbacks run. Readers that
+share one response read on where the other stopped; only the last one to stop early ends it.
 
 Two hooks serve every front end at once, so features such as an exchange log or a cache
 plug in here and never in the CLI, magics or widget:
@@ -28,11 +29,12 @@ from __future__ import annotations
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from nbllm.errors import StreamInterrupted
 from nbllm.messages import ChatRequest, Delta, Usage
+from nbllm.secrets import redact_deltas
 
 if TYPE_CHECKING:
     from nbllm.providers.base import Provider
@@ -106,6 +108,7 @@ class Response:
         self._deltas: Iterator[Delta] | None = None
         self._ahead: list[Delta] = []  # read by prefetch(), not yet handed to the reader
         self._reader: weakref.ref[Iterator[Delta]] | None = None
+        self._readers: weakref.WeakSet[Generator[Delta, None, None]] = weakref.WeakSet()  # not yet ended
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else type(self.error).__name__ if self.error else "stopped" if self.done else "open"
@@ -151,9 +154,10 @@ class Response:
     def __iter__(self) -> Iterator[Delta]:
         reader = self._read()
         self._reader = weakref.ref(reader)
+        self._readers.add(reader)
         return reader
 
-    def _read(self) -> Iterator[Delta]:
+    def _read(self) -> Generator[Delta, None, None]:
         try:
             while self._ahead:
                 yield self._ahead.pop(0)
@@ -162,15 +166,21 @@ class Response:
                 if delta is None:
                     return
                 yield delta
-        finally:  # the reader stopped early (break, close, GC, its own exception): end here
-            if not self.done:
+        finally:  # the last reader stopped early (break, close, GC, its own exception): end here
+            if not self.done and not self._other_reader():
                 self._finish(stopped=True)
+
+    def _other_reader(self) -> bool:
+        """Another reader is part-way through this answer (this one is running its ``finally``)."""
+        import inspect
+
+        return any(inspect.getgeneratorstate(r) == inspect.GEN_SUSPENDED for r in self._readers)
 
     def _next(self) -> Delta | None:
         """One delta from the provider, added up; None at the end; errors finish and raise."""
-        if self._deltas is None:
-            self._open()
         try:
+            if self._deltas is None:  # a responder or an opener that raises is the response's error too
+                self._open()
             delta = next(self._deltas)  # type: ignore[arg-type]
         except StopIteration:
             self._finish()
@@ -187,9 +197,9 @@ class Response:
             replay = responder(self)
             if replay is not None:
                 self.meta["replayed"] = True
-                self._deltas = iter(replay)
+                self._deltas = redact_deltas(iter(replay))
                 return
-        self._deltas = iter(self._opener(self.request))
+        self._deltas = redact_deltas(iter(self._opener(self.request)))  # every front end reads masked text
 
     def _add(self, delta: Delta) -> None:
         if self.first_token_s is None and (delta.text or delta.reasoning):
@@ -251,8 +261,13 @@ class Response:
         self.error, self.stopped = error, stopped
         if isinstance(error, StreamInterrupted):
             error.partial_text = error.partial_text or self.text
-        for callback in self._callbacks:
-            callback(self)
+        try:
+            for callback in self._callbacks:
+                callback(self)
+        finally:  # a front end's failing callback still reaches the log
+            self._observe()
+
+    def _observe(self) -> None:
         for observer in list(_observers):
             try:
                 observer(self)

@@ -9,8 +9,10 @@ cell that starts ``nbllm.redirect`` in that kernel. The executed copy goes next 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nbllm.errors import NbllmError, NotebookReadError, NotebookWriteError
+from nbllm.validate import seconds
 
 _MAPPED = re.compile(r"^nbllm redirect: (\S+) -> (\S+)", re.M)
 
@@ -40,10 +43,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "SDK requests to")
     parser.add_argument("--output", "-o", metavar="OUT.ipynb", help="where the executed copy goes "
                         "(default NOTEBOOK.ID.ipynb next to it; never the input unless named here)")
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds per cell (default 600)")
-    parser.add_argument("--model", action="append", default=[], metavar="OLD=NEW",
+    parser.add_argument("--timeout", type=seconds, default=600.0, metavar="S", help="seconds per cell (default 600)")
+    parser.add_argument("--model", action="append", default=[], type=_override, metavar="OLD=NEW",
                         help="send NEW where the code names OLD (repeatable)")
     parser.set_defaults(func=cmd_run)
+
+
+def _override(text: str) -> str:
+    """A well-formed ``OLD=NEW``: a malformed one is a usage error (exit 2), as in nbllm convert."""
+    from nbllm.errors import ConfigError
+    from nbllm.modelmap import parse_overrides
+
+    try:
+        parse_overrides([text])
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message.removeprefix("--model ")) from None
+    return text
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -95,7 +110,9 @@ def _execute(nb: Any, path: Path, target: str, models: dict[str, str], timeout: 
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     client.reset_execution_trackers()
     ran = 0
-    with client.setup_kernel():  # the kernel is shut down however this block ends
+    # The kernel's own stderr (ipykernel's warnings, its traceback when Ctrl-C shuts it down mid-cell)
+    # is kept out of the terminal; its last line explains a kernel that died.
+    with tempfile.TemporaryFile() as kernel_log, client.setup_kernel(stderr=kernel_log):
         # Straight through the kernel client: execute_cell would store the cell in the notebook.
         reply = client.wait_for_reply(client.kc.execute(setup, store_history=False, stop_on_error=True))
         content = reply["content"] if reply else {"status": "error", "ename": "Timeout", "evalue": "no reply"}
@@ -110,16 +127,31 @@ def _execute(nb: Any, path: Path, target: str, models: dict[str, str], timeout: 
             try:
                 client.execute_cell(cell, index, execution_count=ran + 1)
             except CellExecutionError as exc:
+                _not_run(nb.cells[index + 1:])
                 error = f"{exc.ename}: {exc.evalue}"
                 return RunResult(Path(), ran, 0.0, index + 1, error if len(error) < 400 else error[:400] + "...",
                                  cell.execution_count)
             except (CellTimeoutError, DeadKernelError) as exc:
+                _not_run(nb.cells[index + 1:])
                 what = f"no result within {timeout:g} s (--timeout)" if isinstance(exc, CellTimeoutError) else \
-                    "the kernel died"
+                    "the kernel died" + _last_line(kernel_log)
                 return RunResult(Path(), ran, 0.0, index + 1, what, cell.execution_count)
             ran += cell.cell_type == "code" and bool(cell.source.strip())
         client.set_widgets_metadata()
     return RunResult(Path(), ran, 0.0)
+
+
+def _not_run(cells: list[Any]) -> None:
+    """Cells after the failing one lose the outputs they were saved with: the copy shows only this run."""
+    for cell in cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+
+
+def _last_line(log: Any) -> str:
+    log.seek(0)
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    return f" ({lines[-1][:300]})" if lines else ""
 
 
 def _kernel_name(nb: Any) -> str:
@@ -142,16 +174,38 @@ def _read(path: Path) -> Any:
     except FileNotFoundError:
         raise NotebookReadError(f"No such notebook: {path}.") from None
     except Exception as exc:  # JSON errors, schema errors, directories: all one message
-        raise NotebookReadError(f"{path} could not be read as a notebook ({type(exc).__name__}: {exc}).") from None
+        # Never the parser's message for a file that is not JSON: it quotes the file (a .env, a key file).
+        why = "it is not JSON" if type(exc).__name__ == "NotJSONError" else \
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        raise NotebookReadError(f"{path} could not be read as a notebook ({why}).") from None
 
 
 def _write(nbformat: Any, nb: Any, output: Path) -> None:
-    """Write atomically: a failed write leaves no half-written file."""
+    """Write atomically: a failed or interrupted write leaves no file, half-written or temporary.
+
+    The file gets the mode it had (or a new file's usual one), not ``mkstemp``'s owner-only 0600.
+    """
+    tmp = None
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             nbformat.write(nb, handle)
+        os.chmod(tmp, _mode_for(output))
         os.replace(tmp, output)
+        tmp = None
     except OSError as exc:
         raise NotebookWriteError(f"The executed notebook could not be written to {output}: {exc}.") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _mode_for(output: Path) -> int:
+    try:
+        return stat.S_IMODE(output.stat().st_mode)
+    except OSError:  # a new file: 0666 less the umask, as open() would make it
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from traitlets import Dict, HasTraits, Int, Unicode, observe
+from traitlets import Dict, HasTraits, Int, Unicode, observe, validate
 
-from nbllm.config import default_target, get_spec, load_specs, split_target
+from nbllm.config import default_source, get_spec, load_specs, split_target
+from nbllm.errors import ConfigError, NbllmError
 from nbllm.keys import find_key, require_key
 from nbllm.messages import ChatRequest, Message, as_messages
 from nbllm.providers.base import Provider, make_provider
 from nbllm.providers.catalog import ProviderSpec
 from nbllm.response import Callback, Response
+from nbllm.validate import check_options
 
 
 class Session(HasTraits):
@@ -31,7 +33,29 @@ class Session(HasTraits):
         super().__init__(**kw)
         self.history: list[Message] = []
         self._providers: dict[tuple[str, str, str, str | None], Provider] = {}
-        self.use(target or default_target())
+        self.default_error: NbllmError | None = None  # why the configured default cannot be used
+        if target:
+            self.use(target)
+        else:
+            self.use_default()
+
+    def use_default(self, target: str | None = None, origin: str = "") -> None:
+        """Switch to the configured default; a bad default is kept as an error for calls that need it.
+
+        Calls that name their provider, ``use`` and the provider list keep working, so a typo in
+        ``NBLLM_DEFAULT`` or the config file never locks the user out.
+        """
+        try:
+            if target is None:
+                target, origin = default_source()
+            self.use(target)
+        except NbllmError as exc:
+            self.provider, self.model = "", ""  # calls that name no provider get the error below
+            where = f" (set by {origin})" if origin else ""
+            self.default_error = ConfigError(
+                f"The default provider{where} cannot be used: {exc.message} Name a provider in the call, "
+                "or run %llm use ID (nbllm.chat(..., provider=ID))."
+            )
 
     def __repr__(self) -> str:
         return f"<Session {self.target} params={self.params} history={len(self.history)} messages>"
@@ -45,15 +69,26 @@ class Session(HasTraits):
         if change["old"] and change["new"] != change["old"]:
             self.model = ""
 
+    @validate("params")
+    def _valid_params(self, proposal: dict[str, Any]) -> dict[str, Any]:
+        check_options(proposal["value"], "the session options")
+        return proposal["value"]
+
     def use(self, target: str, model: str | None = None) -> None:
         """Switch provider (and model) for the following calls; unknown ids fail here."""
         pid, target_model = split_target(target)
         spec = get_spec(pid)
         self.provider = spec.id
         self.model = model or target_model or ""
+        self.default_error = None
+
+    def _current(self) -> str:
+        if not self.provider and self.default_error is not None:
+            raise self.default_error
+        return self.provider
 
     def spec(self, target: str | None = None) -> ProviderSpec:
-        pid = split_target(target)[0] if target else self.provider
+        pid = split_target(target)[0] if target else self._current()
         return get_spec(pid)
 
     def resolve(self, target: str | None = None, model: str | None = None, *,
@@ -67,7 +102,7 @@ class Session(HasTraits):
         if target:
             pid, target_model = split_target(target)
         else:
-            pid, target_model = self.provider, self.model or None
+            pid, target_model = self._current(), self.model or None
         spec = get_spec(pid, load_specs())
         key = require_key(spec) if key_required else find_key(spec)
         cache_key = (spec.id, spec.base_url, spec.model_path, key)
@@ -118,6 +153,7 @@ class Session(HasTraits):
         """
         from nbllm.log.cache import resolve_mode
 
+        check_options(params or {})
         replaying = resolve_mode(cache) == "replay"
         provider, model_name = self.resolve(target, model, key_required=not replaying)
         request = self.request(messages, model_name, params or {})

@@ -8,19 +8,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nbllm.config import get_spec, load_specs
-from nbllm.errors import NbllmError
-from nbllm.keys import find_key, require_key
+from nbllm.errors import ConfigError, NbllmError
+from nbllm.keys import find_key, has_key, require_key
 from nbllm.messages import ChatRequest
 from nbllm.providers.base import make_provider
 from nbllm.providers.catalog import BUILTIN, ProviderSpec
+from nbllm.secrets import redact
 
 CHECK_PROMPT = "Reply with one word: pong"
 
 
 def key_status(spec: ProviderSpec) -> str:
     """"ready", "no key needed", or which variable is missing."""
-    if find_key(spec) is not None:
-        return "ready"
+    try:
+        if find_key(spec) is not None:
+            return "ready"
+    except ConfigError:
+        return "key cannot be sent (nbllm check " + spec.id + " says why)"
     if not spec.key_required or not (spec.key_env or spec.secret_env):
         return "no key needed"
     return "missing " + " + ".join([*spec.key_env[:1], *spec.secret_env[:1]])
@@ -30,10 +34,10 @@ def check_targets(ids: Sequence[str] = ()) -> list[ProviderSpec]:
     """The providers named, else every one with a key or a base URL the user changed."""
     specs = load_specs()
     if ids:
-        return [get_spec(i, specs) for i in ids]
+        return [get_spec(i, specs) for i in dict.fromkeys(ids)]  # one row per provider, however often named
     builtin = {s.id: (s.base_url, s.model_path) for s in BUILTIN}
     return [s for s in specs.values()
-            if (s.key_env and find_key(s) is not None) or (s.base_url, s.model_path) != builtin.get(s.id)]
+            if (s.key_env and has_key(s)) or (s.base_url, s.model_path) != builtin.get(s.id)]
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ def check_provider(spec: ProviderSpec, timeout: float = 30.0, source: str = "cli
             provider.close()
     except NbllmError as exc:
         return CheckResult(spec.id, model, type(exc).__name__, None, time.perf_counter() - start, exc.message)
+    except Exception as exc:  # every provider keeps its row, whatever went wrong (a plugin's own error)
+        detail = redact(f"{type(exc).__name__}: {exc}")
+        return CheckResult(spec.id, model, type(exc).__name__, None, time.perf_counter() - start, detail)
     return CheckResult(spec.id, model, None, reply.first_token_s, reply.total_s, reply.text)
 
 

@@ -35,6 +35,7 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Empty config file, a log of its own, no provider keys or other NBLLM_* variables, no session keys,
     no default session, no cache mode set by %llm cache."""
     import nbllm.keys
+    import nbllm.secrets
     import nbllm.session
 
     config = tmp_path / "nbllm-config.toml"
@@ -49,6 +50,8 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(var, ",".join(filter(None, [current, "127.0.0.1", "localhost"])))
     nbllm.keys._session_keys.clear()
     monkeypatch.setattr(nbllm.session, "_default", None)
+    # secrets registered by one test (a one-letter key) must not mask another test's text
+    monkeypatch.setattr(nbllm.secrets, "_known", set(nbllm.secrets._known))
     yield
     if nbllm.session._default is not None:
         nbllm.session._default.close()

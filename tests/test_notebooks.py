@@ -23,7 +23,6 @@ from nbclient import NotebookClient
 
 from nbllm.secrets import redact
 from tests.conftest import UseFake
-from tests.fakes.embeddings_server import FakeEmbeddingsServer
 from tests.fakes.loopback import RecordedRequest
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.opennmt_server import FakeOpenNMTServer
@@ -317,7 +316,7 @@ def stream_text(c: nbformat.NotebookNode, name: str) -> str:
 def test_run_openai_notebooks_unchanged(workdir: Path, servers: dict[str, FakeOpenAIServer], use_fake: UseFake,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     openai_key = "sk-openaiKEYmustNOTleave0000000003"
-    with FakeEmbeddingsServer() as ernie, FakeOpenAIServer(api_key=openai_key) as relay:
+    with FakeOpenAIServer() as ernie, FakeOpenAIServer(api_key=openai_key) as relay:
         keys = [use_fake("ernie", ernie), use_fake("qwen", servers["qwen"])]
         monkeypatch.setenv("OPENAI_API_KEY", openai_key)
         monkeypatch.setenv("OPENAI_BASE_URL", relay.base_url)  # "OpenAI" here: where traffic goes after off

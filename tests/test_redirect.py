@@ -18,8 +18,7 @@ import nbllm
 from nbllm.errors import ConfigError, MissingKeyError, UnknownProviderError
 from nbllm.redirect import PLACEHOLDER_KEY, active, status, stop
 from tests.conftest import UseFake
-from tests.fakes.embeddings_server import FakeEmbeddingsServer
-from tests.fakes.openai_server import Answer, ErrorReply, qianfan_error
+from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer, qianfan_error
 
 OPENAI_KEY = "sk-openaiKEYmustNOTleave0000000001"
 ERNIE_KEY = "bce-v3-ernie-key-7f3a9c"
@@ -28,8 +27,8 @@ HI = [{"role": "user", "content": "hi"}]
 
 @dataclass
 class Fakes:
-    ernie: FakeEmbeddingsServer
-    relay: FakeEmbeddingsServer
+    ernie: FakeOpenAIServer
+    relay: FakeOpenAIServer
 
     def assert_no_openai_key(self) -> None:
         for req in self.ernie.requests:
@@ -38,7 +37,7 @@ class Fakes:
 
 @pytest.fixture
 def fakes(use_fake: UseFake, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
-    with FakeEmbeddingsServer(api_key=ERNIE_KEY) as ernie, FakeEmbeddingsServer(api_key=OPENAI_KEY) as relay:
+    with FakeOpenAIServer(api_key=ERNIE_KEY) as ernie, FakeOpenAIServer(api_key=OPENAI_KEY) as relay:
         use_fake("ernie", ernie, key=ERNIE_KEY)
         monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
         monkeypatch.setenv("OPENAI_BASE_URL", relay.base_url)
@@ -53,7 +52,7 @@ def _no_redirect_left() -> Iterator[None]:
     stop(quiet=True)
 
 
-def models_sent(server: FakeEmbeddingsServer) -> list[str]:
+def models_sent(server: FakeOpenAIServer) -> list[str]:
     return [r.json["model"] for r in server.requests if isinstance(r.json, dict)]
 
 
@@ -170,7 +169,7 @@ def test_the_key_is_in_no_repr(fakes: Fakes) -> None:
 
 
 def test_clients_with_their_own_base_url_are_left_alone(fakes: Fakes) -> None:
-    with FakeEmbeddingsServer(api_key="other-key-1234") as other:
+    with FakeOpenAIServer(api_key="other-key-1234") as other:
         nbllm.redirect("ernie")
         openai.OpenAI(base_url=other.base_url, api_key="other-key-1234").chat.completions.create(
             model="gpt-4o", messages=HI)
@@ -178,7 +177,7 @@ def test_clients_with_their_own_base_url_are_left_alone(fakes: Fakes) -> None:
 
 
 def test_azure_clients_are_left_alone_with_a_note(fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
-    with FakeEmbeddingsServer(require_auth=False) as azure:
+    with FakeOpenAIServer(require_auth=False) as azure:
         nbllm.redirect("ernie")
         client = openai.AzureOpenAI(azure_endpoint=azure.url, api_key="azure-key-1234", api_version="2024-06-01")
         for _ in range(2):
@@ -190,7 +189,7 @@ def test_azure_clients_are_left_alone_with_a_note(fakes: Fakes, capsys: pytest.C
 
 
 def test_context_manager_restores_the_previous_state(fakes: Fakes, use_fake: UseFake) -> None:
-    with FakeEmbeddingsServer(api_key="qwen-key-12345") as qwen:
+    with FakeOpenAIServer(api_key="qwen-key-12345") as qwen:
         use_fake("qwen", qwen, key="qwen-key-12345")
         client = openai.OpenAI()
         with nbllm.redirect("ernie"):
@@ -353,7 +352,7 @@ def test_keys_with_odd_characters_are_refused_without_echo(fakes: Fakes, odd: st
 
 
 def test_a_key_with_punctuation_is_sent_as_is(fakes: Fakes, use_fake: UseFake) -> None:
-    with FakeEmbeddingsServer(api_key="a+b/c=d:e%f") as server:
+    with FakeOpenAIServer(api_key="a+b/c=d:e%f") as server:
         use_fake("ernie", server, key="a+b/c=d:e%f")
         nbllm.redirect("ernie")
         openai.OpenAI().chat.completions.create(model="gpt-4o", messages=HI)

@@ -17,15 +17,15 @@ if hasattr(openai, "OpenAI"):
 import nbllm  # noqa: E402
 from nbllm.redirect import PLACEHOLDER_KEY, stop  # noqa: E402
 from tests.conftest import UseFake  # noqa: E402
-from tests.fakes.embeddings_server import FakeEmbeddingsServer  # noqa: E402
+from tests.fakes.openai_server import FakeOpenAIServer  # noqa: E402
 
 OPENAI_KEY = "sk-openaiKEYmustNOTleave0000000004"
 ERNIE_KEY = "bce-v3-v0-key-90ab"
 
 
 @pytest.fixture
-def ernie(use_fake: UseFake) -> Iterator[FakeEmbeddingsServer]:
-    with FakeEmbeddingsServer(api_key=ERNIE_KEY) as server:
+def ernie(use_fake: UseFake) -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(api_key=ERNIE_KEY) as server:
         use_fake("ernie", server, key=ERNIE_KEY)
         yield server
         stop(quiet=True)
@@ -33,7 +33,7 @@ def ernie(use_fake: UseFake) -> Iterator[FakeEmbeddingsServer]:
             assert OPENAI_KEY not in str(req.headers) and OPENAI_KEY.encode() not in req.body
 
 
-def test_module_settings_and_model_names_are_redirected(ernie: FakeEmbeddingsServer,
+def test_module_settings_and_model_names_are_redirected(ernie: FakeOpenAIServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openai, "api_key", OPENAI_KEY)
     nbllm.redirect("ernie")
@@ -50,7 +50,7 @@ def test_module_settings_and_model_names_are_redirected(ernie: FakeEmbeddingsSer
     assert {r.headers["authorization"] for r in ernie.requests} == {f"Bearer {ERNIE_KEY}"}
 
 
-def test_off_restores_the_module(ernie: FakeEmbeddingsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_restores_the_module(ernie: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from openai import api_requestor
 
     monkeypatch.setattr(openai, "api_key", None)
@@ -63,8 +63,8 @@ def test_off_restores_the_module(ernie: FakeEmbeddingsServer, monkeypatch: pytes
     assert [r.json["model"] for r in ernie.requests] == ["ernie-4.5-turbo-128k"]
 
 
-def test_azure_settings_are_left_alone(ernie: FakeEmbeddingsServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeEmbeddingsServer(require_auth=False) as azure:
+def test_azure_settings_are_left_alone(ernie: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeOpenAIServer(require_auth=False) as azure:
         monkeypatch.setattr(openai, "api_type", "azure")
         monkeypatch.setattr(openai, "api_base", azure.url)
         monkeypatch.setattr(openai, "api_version", "2023-05-15")

@@ -19,8 +19,7 @@ import pytest
 
 from nbllm.cli import main
 from tests.conftest import UseFake
-from tests.fakes.embeddings_server import FakeEmbeddingsServer
-from tests.fakes.openai_server import Answer, ErrorReply
+from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -30,8 +29,8 @@ ERNIE_KEY = "bce-v3-run-key-41d2"
 
 
 @pytest.fixture
-def ernie(use_fake: UseFake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeEmbeddingsServer]:
-    with FakeEmbeddingsServer(api_key=ERNIE_KEY) as server:
+def ernie(use_fake: UseFake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(api_key=ERNIE_KEY) as server:
         use_fake("ernie", server, key=ERNIE_KEY)
         monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
         for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
@@ -55,11 +54,11 @@ def code_sources(path: Path) -> list[str]:
     return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
 
 
-def models(server: FakeEmbeddingsServer) -> list[tuple[str, str]]:
+def models(server: FakeOpenAIServer) -> list[tuple[str, str]]:
     return [(r.path, r.json["model"]) for r in server.requests if isinstance(r.json, dict)]
 
 
-def test_embeddings_notebook_runs_when_the_sizes_match(ernie: FakeEmbeddingsServer, tmp_path: Path,
+def test_embeddings_notebook_runs_when_the_sizes_match(ernie: FakeOpenAIServer, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     ernie.embedding_size = 1536
     notebook = copy(tmp_path, "04_embeddings_search.ipynb")
@@ -78,7 +77,7 @@ def test_embeddings_notebook_runs_when_the_sizes_match(ernie: FakeEmbeddingsServ
     assert models(ernie) == [("/v1/embeddings", "embedding-v1")] * 2
 
 
-def test_a_failing_cell_is_named_and_the_copy_kept(ernie: FakeEmbeddingsServer, tmp_path: Path,
+def test_a_failing_cell_is_named_and_the_copy_kept(ernie: FakeOpenAIServer, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     notebook = copy(tmp_path, "04_embeddings_search.ipynb")  # the fake's vectors have 8 dimensions
     assert main(["run", str(notebook), "--to", "ernie", "--output", str(tmp_path / "out" / "run.ipynb")]) == 1
@@ -90,7 +89,7 @@ def test_a_failing_cell_is_named_and_the_copy_kept(ernie: FakeEmbeddingsServer, 
     assert not (tmp_path / "04_embeddings_search.ernie.ipynb").exists()
 
 
-def test_tools_notebook_stops_at_the_responses_api(ernie: FakeEmbeddingsServer, tmp_path: Path,
+def test_tools_notebook_stops_at_the_responses_api(ernie: FakeOpenAIServer, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Hangzhou"}'}}
     ernie.enqueue(ErrorReply(200, {"id": "as-1", "object": "chat.completion", "created": 1, "model": "m",
@@ -109,7 +108,7 @@ def test_tools_notebook_stops_at_the_responses_api(ernie: FakeEmbeddingsServer, 
     assert code_sources(tmp_path / "06_tools_and_limits.ernie.ipynb") == code_sources(notebook)
 
 
-def test_client_helpers_notebook_runs_until_it_needs_the_internet(ernie: FakeEmbeddingsServer, tmp_path: Path,
+def test_client_helpers_notebook_runs_until_it_needs_the_internet(ernie: FakeOpenAIServer, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     notebook = copy(tmp_path, "02_client_v1_helpers.ipynb")  # no OpenAI key: nbllm's placeholder skips getpass
     assert main(["run", str(notebook), "--to", "ernie"]) == 1
@@ -121,7 +120,7 @@ def test_client_helpers_notebook_runs_until_it_needs_the_internet(ernie: FakeEmb
     assert ernie.requests[-1].json["stream"] is True
 
 
-def test_output_may_name_the_input_only_on_purpose(ernie: FakeEmbeddingsServer, tmp_path: Path) -> None:
+def test_output_may_name_the_input_only_on_purpose(ernie: FakeOpenAIServer, tmp_path: Path) -> None:
     ernie.embedding_size = 1536
     notebook = copy(tmp_path, "04_embeddings_search.ipynb")
     assert main(["run", str(notebook), "--to", "ernie", "--output", str(notebook)]) == 0
@@ -129,7 +128,7 @@ def test_output_may_name_the_input_only_on_purpose(ernie: FakeEmbeddingsServer, 
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ipynb") == ["04_embeddings_search.ipynb"]
 
 
-def test_bad_target_or_path_starts_no_kernel(ernie: FakeEmbeddingsServer, tmp_path: Path,
+def test_bad_target_or_path_starts_no_kernel(ernie: FakeOpenAIServer, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     notebook = copy(tmp_path, "04_embeddings_search.ipynb")
     assert main(["run", str(notebook), "--to", "erine"]) == 1
@@ -139,14 +138,14 @@ def test_bad_target_or_path_starts_no_kernel(ernie: FakeEmbeddingsServer, tmp_pa
     (tmp_path / "broken.ipynb").write_text("{not json", encoding="utf-8")
     assert main(["run", str(tmp_path / "broken.ipynb"), "--to", "ernie"]) == 1
     assert "could not be read as a notebook" in capsys.readouterr().err
-    assert main(["run", str(notebook), "--to", "ernie", "--model", "gpt-4o"]) == 1
-    assert "--model expects OLD=NEW" in capsys.readouterr().err
+    assert main(["run", str(notebook), "--to", "ernie", "--model", "gpt-4o"]) == 2  # a usage mistake, as in convert
+    assert "argument --model: expects OLD=NEW" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".ipynb") == [
         "04_embeddings_search.ipynb", "broken.ipynb"]
     assert ernie.requests == []
 
 
-def test_a_hanging_cell_hits_the_timeout_in_a_kernel_not_installed_here(ernie: FakeEmbeddingsServer, tmp_path: Path,
+def test_a_hanging_cell_hits_the_timeout_in_a_kernel_not_installed_here(ernie: FakeOpenAIServer, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
                                          nbformat.v4.new_code_cell("import time\ntime.sleep(60)")])

@@ -77,7 +77,7 @@ class ProviderSwitcher(w.VBox):
     # -- construction ----------------------------------------------------------------------
     def _build(self) -> None:
         style = {"description_width": "86px"}
-        self.provider = w.Dropdown(options=self._provider_options(), value=self.session.provider,
+        self.provider = w.Dropdown(options=self._provider_options(), value=self.session.provider or None,
                                    description="Provider", style=style, layout=w.Layout(width="400px"))
         self.model = w.Combobox(description="Model", continuous_update=False, ensure_option=False,
                                 style=style, layout=w.Layout(width="320px"))

@@ -30,8 +30,11 @@ def host_of(base_url: str | None) -> str | None:
     """Only the host (and port) of a base URL: never a path, query or user info that could hold a key."""
     if not base_url:
         return None
-    parts = urlsplit(base_url)
-    return parts.hostname and (f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname)
+    try:
+        parts = urlsplit(base_url)
+        return parts.hostname and (f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname)
+    except ValueError:  # a base URL that is no URL (the call itself reports it): no host to log
+        return None
 
 
 def notebook_path() -> str | None:

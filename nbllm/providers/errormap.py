@@ -6,6 +6,7 @@ Provider error codes and their sources are listed per provider in docs/providers
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from nbllm.errors import (
     AuthError,
     BadRequestError,
+    ConfigError,
     ConnectError,
     ContentFilterError,
     ProtocolError,
@@ -54,27 +56,48 @@ _ADVICE = {
     ServerError: "The provider failed on its side; try again later.",
     ProtocolError: "Check that the base URL ({url}) points at a {label} endpoint.",
 }
+# Codes that say the model is the problem: the advice names the model that was sent.
+MODEL_CODES = {"invalid_model", "model_not_found", "model_not_exist", "model_not_supported", "invalid_model_name"}
+MODEL_ADVICE = "The model {model!r} is not one {label} serves here: `nbllm models {id}` lists them, -m picks one."
+
+MAX_MESSAGE = 500  # characters of a provider's own message quoted in an error
+MAX_ERROR_BODY = 64 * 1024  # bytes of an error body read at all (a 5 MB page is not a paragraph)
+
+# What decoding a provider's reply can raise when the reply has an unexpected shape.
+SHAPE_ERRORS = (TypeError, AttributeError, KeyError, IndexError, ValueError, UnicodeError, RecursionError)
+
+
+def cap(text: str, limit: int = MAX_MESSAGE) -> str:
+    """At most ``limit`` characters, saying how many more there were."""
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit} more characters]"
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
+        seconds = _seconds(ms)
+        if seconds is not None:
+            return seconds / 1000
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
         return max(parsedate_to_datetime(value).timestamp() - time(), 0.0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _seconds(text: str) -> float | None:
+    """A finite number of seconds, 0 or more; ``nan``, ``inf`` and words are not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return max(value, 0.0) if math.isfinite(value) else None
 
 
 def extract_error(body: Any) -> tuple[str, str | None]:
@@ -86,7 +109,7 @@ def extract_error(body: Any) -> tuple[str, str | None]:
         code = err.get("code") or err.get("type")
         return str(err.get("message") or err.get("msg") or json.dumps(err)), _str(code)
     if isinstance(err, str):
-        return body.get("error_description") or err, _str(body.get("error_type") or body.get("code"))
+        return str(body.get("error_description") or err), _str(body.get("error_type") or body.get("code"))
     if "error_code" in body:  # Baidu v1
         return str(body.get("error_msg", "")), _str(body["error_code"])
     if "message" in body:  # vLLM / TGI: {"object": "error", "message", "type", "code"}
@@ -127,16 +150,24 @@ def make_error(
     status: int | None,
     body: Any,
     headers: Mapping[str, str] | None = None,
+    model: str | None = None,
 ) -> ProviderError:
-    """Build the one-paragraph error for a failed answer (body already decoded if JSON)."""
+    """Build the one-paragraph error for a failed answer (body already decoded if JSON).
+
+    The provider's own message is quoted, capped at MAX_MESSAGE characters; ``model`` (what
+    was asked for) lets the advice name it when the provider says the model is wrong.
+    """
     message, code = extract_error(body)
-    etype = body.get("error", {}).get("type") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
-    cls = classify(status, code, etype)
+    error = body.get("error") if isinstance(body, dict) else None
+    etype = error.get("type") if isinstance(error, dict) else None
+    cls = classify(status, code, etype if isinstance(etype, str) else None)
     where = f"HTTP {status}" if status is not None else "an error"
-    quoted = f': "{message.strip()}"' if message.strip() else ""
-    code_txt = f" (code {code})" if code else ""
-    advice = _ADVICE.get(cls, "").format(
-        env=" or ".join(spec.key_env) or "no key variable", id=spec.id, url=spec.base_url, label=spec.label
+    quoted = f': "{cap(message.strip())}"' if message.strip() else ""
+    code_txt = f" (code {cap(code, 80)})" if code else ""
+    template = MODEL_ADVICE if model and code and code.lower() in MODEL_CODES else _ADVICE.get(cls, "")
+    advice = template.format(
+        env=" or ".join(spec.key_env) or "no key variable", id=spec.id, url=spec.base_url, label=spec.label,
+        model=model,
     )
     text = f"{spec.label} ({spec.id}) answered {where}{code_txt}{quoted}. {advice}".strip()
     if cls is RateLimitError:
@@ -179,6 +210,16 @@ def http_errors(spec: ProviderSpec, stream: StreamState | None = None) -> Iterat
 
     try:
         yield
+    except httpx.DecodingError as exc:  # a Content-Encoding (gzip, br) the body does not match
+        raise ProtocolError(
+            f"{spec.label} ({spec.id}) sent a body that could not be decoded ({cap(str(exc), 200)}). "
+            f"Check that the base URL ({spec.base_url}) points at a {spec.label} endpoint, and any proxy between.",
+            provider=spec.id,
+        ) from exc
+    except SHAPE_ERRORS as exc:
+        if stream is None:  # sending: the request itself could not be built
+            raise unsendable(spec, exc) from exc
+        raise unreadable(spec, exc) from exc
     except (httpx.TransportError, httpx.StreamError) as exc:
         if stream is None:
             raise _send_error(spec, exc) from exc
@@ -193,6 +234,49 @@ def http_errors(spec: ProviderSpec, stream: StreamState | None = None) -> Iterat
                 ) from exc
             raise interrupted(spec, f"the stream stalled ({type(exc).__name__})", stream.text) from exc
         raise interrupted(spec, f"the connection broke ({type(exc).__name__}: {exc})", stream.text) from exc
+
+
+@contextmanager
+def readable(spec: ProviderSpec) -> Iterator[None]:
+    """Around a whole dialect call: whatever a reply's shape, decoding it ends in an NbllmError."""
+    import httpx
+
+    try:
+        yield
+    except SHAPE_ERRORS as exc:
+        raise unreadable(spec, exc) from exc
+    except httpx.HTTPError as exc:  # any httpx failure that reached past the reading boundary
+        raise ProtocolError(f"The connection to {spec.label} ({spec.id}) failed: {type(exc).__name__}: "
+                            f"{cap(str(exc), 200)}. Try again.", provider=spec.id) from exc
+
+
+def unreadable(spec: ProviderSpec, exc: Exception | str) -> ProtocolError:
+    """A reply nbllm cannot read: what was wrong with it, and where to look."""
+    what = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return ProtocolError(
+        f"{spec.label} ({spec.id}) sent an answer nbllm cannot read ({cap(what, 200)}). Check that the base URL "
+        f"({spec.base_url}) points at a {spec.label} endpoint; if it does, the provider changed its format.",
+        provider=spec.id,
+    )
+
+
+def unsendable(spec: ProviderSpec, exc: Exception) -> ConfigError:
+    """A request httpx could not build (a value JSON cannot carry, such as NaN or a date)."""
+    return ConfigError(
+        f"The request to {spec.label} ({spec.id}) could not be built ({type(exc).__name__}: {cap(str(exc), 200)}). "
+        "Options and extra_body must be plain JSON: no NaN or infinity, no dates or other objects.",
+        provider=spec.id,
+    )
+
+
+def redirect_error(spec: ProviderSpec, status: int, location: str) -> ProtocolError:
+    """nbllm never follows a redirect: the key would go to a host the user did not name."""
+    return ProtocolError(
+        f"{spec.label} ({spec.id}) answered HTTP {status}, a redirect to {cap(location, 200) or 'nowhere'}. nbllm "
+        "does not follow redirects, so a key never goes to a host you did not name: if the new address is "
+        f"right, make it the base URL (now {spec.base_url}).",
+        provider=spec.id, status=status,
+    )
 
 
 def _send_error(spec: ProviderSpec, exc: Exception) -> ProviderError:

@@ -10,6 +10,8 @@ reads and sends.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import random
 import time
@@ -17,12 +19,23 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nbllm.errors import RETRYABLE, ProviderError, RateLimitError
+from nbllm.errors import RETRYABLE, ProviderError, RateLimitError, RequestTimeout
 from nbllm.messages import Delta
 from nbllm.providers.base import Provider
 from nbllm.providers.catalog import ProviderSpec
-from nbllm.providers.errormap import decode_body, http_errors, make_error
+from nbllm.providers.deadline import Deadline
+from nbllm.providers.errormap import (
+    MAX_ERROR_BODY,
+    decode_body,
+    http_errors,
+    interrupted,
+    make_error,
+    readable,
+    redirect_error,
+    unreadable,
+)
 from nbllm.providers.streams import Decoder
+from nbllm.validate import check_base_url, check_header_value, check_key
 
 if TYPE_CHECKING:
     import httpx
@@ -63,6 +76,14 @@ class HTTPProvider(Provider):
         self._sleep = sleep
         self._client: httpx.Client | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every HTTP dialect's ``stream``, ``fetch`` and ``models`` run inside ``readable``: whatever
+        shape a reply has, reading it ends in an answer or an NbllmError, never a Python error."""
+        super().__init_subclass__(**kwargs)
+        for name in ("stream", "fetch", "models"):
+            if name in vars(cls):
+                setattr(cls, name, _guarded(vars(cls)[name]))
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -76,6 +97,7 @@ class HTTPProvider(Provider):
         headers = {"User-Agent": "nbllm", **self.spec.extra_headers, **self.auth_headers()}
         for header, env in self.spec.headers_from_env.items():
             if os.environ.get(env):
+                check_header_value(os.environ[env], f"The environment variable {env} (the {header} header)")
                 headers[header] = os.environ[env]
         return headers
 
@@ -84,6 +106,11 @@ class HTTPProvider(Provider):
         if self._client is None:
             import httpx
 
+            from nbllm.config import base_url_origin
+
+            check_base_url(self.spec.base_url, f"{base_url_origin(self.spec)} ({self.spec.id})")
+            if self._key:  # keys read by nbllm.keys are checked already; this covers keys handed in
+                check_key(self._key, f"given for {self.spec.id}")
             self._client = httpx.Client(
                 base_url=self.spec.base_url.rstrip("/") + "/",
                 headers=self.headers(),
@@ -99,20 +126,41 @@ class HTTPProvider(Provider):
         if timeout:
             kwargs["timeout"] = http_timeout(timeout)
 
+        body = kwargs.get("json")
+        model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+
         def attempt() -> httpx.Response:
             with http_errors(self.spec):
                 response = self.client.send(self.client.build_request(method, path, **kwargs), stream=True)
+                if 300 <= response.status_code < 400:
+                    response.close()
+                    raise redirect_error(self.spec, response.status_code, response.headers.get("location", ""))
                 if response.status_code >= 400:
-                    raise make_error(self.spec, response.status_code, decode_body(self.read(response)),
-                                     response.headers)
+                    raw = self.read(response, limit=MAX_ERROR_BODY)
+                    raise make_error(self.spec, response.status_code, decode_body(raw), response.headers, model)
                 return response
 
         return self.retrying(attempt)
 
-    def read(self, response: httpx.Response) -> bytes:
-        """The whole body of an open response, which is closed after."""
-        with http_errors(self.spec), closing(response):
-            return response.read()
+    def read(self, response: httpx.Response, limit: int | None = None) -> bytes:
+        """The body of an open response (its first ``limit`` bytes), which is closed after.
+
+        The whole read is bounded by the request's timeout: bytes trickling in do not extend it.
+        """
+        with http_errors(self.spec), closing(response), Deadline(response, _read_timeout(response)) as deadline:
+            try:
+                if limit is None:
+                    return response.read()
+                data = b""
+                for piece in response.iter_bytes():
+                    data += piece
+                    if len(data) >= limit:
+                        break
+                return data[:limit]
+            except Exception:
+                if deadline.cut:
+                    raise _silent(self.spec, deadline.seconds, "") from None
+                raise
 
     def request_json(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> object:
         """A non-streamed call returning the decoded JSON body."""
@@ -155,18 +203,87 @@ class HTTPProvider(Provider):
 
     def _decode(self, response: httpx.Response, items: Iterator[tuple[str, str]], decoder: Decoder, *,
                 drain: bool) -> Iterator[Delta]:
+        """Deltas from a stream's items, with every wait bounded by the request's timeout.
+
+        The timeout bounds the wait for the first text and every silence after it; items that
+        carry nothing (keep-alive comments, empty deltas) do not count. After the provider's
+        last item the answer is complete: at most DRAIN_SECONDS more are spent reading on.
+        """
+        first = ""
+        deadline = Deadline(response, _read_timeout(response))
         with closing(response):
-            with http_errors(self.spec, decoder):
-                for data, event in items:
-                    if not data.strip():
-                        continue
-                    for delta in decoder.feed(data, event):
-                        yield decoder.note(delta)
-                    if decoder.done:
-                        if drain:
-                            _drain(items)
-                        return
-            decoder.end()
+            try:
+                with http_errors(self.spec, decoder):
+                    try:
+                        for data, event in items:
+                            if not data.strip():
+                                continue
+                            first = first or data
+                            for delta in decoder.feed(data, event):
+                                if delta.text or delta.reasoning or delta.finish_reason or delta.usage:
+                                    deadline.progress()
+                                yield decoder.note(delta)
+                            if decoder.done:
+                                if drain:
+                                    deadline.limit(DRAIN_SECONDS)
+                                    _drain(items)
+                                break
+                            if deadline.expired:
+                                raise _silent(self.spec, deadline.seconds, decoder.text)
+                    except Exception as exc:
+                        if deadline.cut and not decoder.done and not isinstance(exc, ProviderError):
+                            raise _silent(self.spec, deadline.seconds, decoder.text) from None
+                        raise
+            finally:
+                deadline.stop()  # before the connection goes back to the pool
+        if not decoder.received and not decoder.finished:
+            size = response.num_bytes_downloaded
+            raise unreadable(self.spec, f"no answer in it; first item: {first[:200]!r}" if first else
+                             f"{size} bytes without a single event" if size else "an empty stream")
+        decoder.end()
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` inside the reading boundary; a stream that yields nothing readable is an error too."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def deltas(self: HTTPProvider, *args: Any, **kwargs: Any) -> Iterator[Delta]:
+            answered = False
+            with readable(self.spec):
+                for delta in method(self, *args, **kwargs):
+                    answered = answered or bool(delta.text or delta.reasoning or delta.finish_reason or delta.usage)
+                    yield delta
+            if not answered:
+                raise unreadable(self.spec, "no text, finish reason or usage in it")
+
+        return deltas
+
+    @functools.wraps(method)
+    def call(self: HTTPProvider, *args: Any, **kwargs: Any) -> Any:
+        with readable(self.spec):
+            return method(self, *args, **kwargs)
+
+    return call
+
+
+DRAIN_SECONDS = 0.2  # reading on after the end marker, so the connection can be reused
+
+
+def _read_timeout(response: httpx.Response) -> float:
+    """The read timeout the request was sent with (each request may set its own)."""
+    timeout = response.request.extensions.get("timeout", {}).get("read")
+    return float(timeout) if timeout else DEFAULT_TIMEOUT
+
+
+def _silent(spec: ProviderSpec, seconds: float, text: str) -> ProviderError:
+    """The provider went quiet for longer than the timeout (keep-alive comments do not count)."""
+    if not text:
+        return RequestTimeout(
+            f"{spec.label} ({spec.id}) sent no text for {seconds:g} s (keep-alive comments do not count). "
+            "Try again later, or allow more time with --timeout or timeout=.",
+            provider=spec.id,
+        )
+    return interrupted(spec, f"the stream went silent for {seconds:g} s", text)
 
 
 def _drain(items: Iterator[Any]) -> None:

@@ -63,6 +63,7 @@ class Decoder:
         self.spec = spec
         self.done = False  # the provider's last item arrived ([DONE], done: true, is_end)
         self.finished = False  # a finish reason arrived: the answer is complete
+        self.received = False  # some delta carried text, reasoning, a finish reason or usage
         self._received: list[str] = []
 
     @property
@@ -73,6 +74,7 @@ class Decoder:
         raise NotImplementedError
 
     def note(self, delta: Delta) -> Delta:
+        self.received = self.received or bool(delta.text or delta.reasoning or delta.finish_reason or delta.usage)
         if delta.text:
             self._received.append(delta.text)
         self.finished = self.finished or delta.finish_reason is not None
