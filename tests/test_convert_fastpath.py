@@ -1,4 +1,4 @@
-"""The LibCST fast path (codemods/fastmeta.py) and the public LibCST path give the same result.
+"""The LibCST fast path (codemods/fastmeta.py, fastwalk.py) and the public LibCST path give the same result.
 
 The fast path reads LibCST internals; it is chosen only when a probe finds them as expected.
 Both paths must convert every test notebook to the same text with the same reported lines.
@@ -11,10 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libcst as cst
 import pytest
 
 from nbllm.config import get_spec
-from nbllm.convert.codemods import fastmeta
+from nbllm.convert.codemods import fastmeta, fastwalk
 from nbllm.convert.codemods.base import Target
 from nbllm.convert.pipeline import prepare, run_codemods
 from nbllm.modelmap import ModelMap
@@ -54,3 +55,67 @@ def test_the_public_path_is_chosen_when_asked() -> None:
     out = subprocess.run([sys.executable, "-c", code], env={"NBLLM_LIBCST_PUBLIC": "1", "PATH": ""},
                          capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_the_walk_probe_accepts_this_libcst() -> None:
+    assert fastwalk.WALK, "fastwalk's probe rejected this LibCST: its walks are not tested here"
+
+
+@pytest.mark.parametrize(("name", "cells"), _notebooks(), ids=lambda v: v if isinstance(v, str) else "")
+def test_libcst_and_fast_transformer_walks_agree(name: str, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = _convert(cells, "ernie")
+    monkeypatch.setattr(fastwalk, "TRANSFORM", False)
+    assert _convert(cells, "ernie") == fast
+
+
+class _Hooks(cst.CSTTransformer):
+    """Records every hook call and renames one name (so some nodes change, most do not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.calls.append(("visit", type(node).__name__))
+        return True
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        self.calls.append(("visit_attr", attribute))
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        self.calls.append(("leave_attr", attribute))
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> cst.CSTNode | cst.RemovalSentinel:
+        self.calls.append(("leave", type(original_node).__name__))
+        if isinstance(updated_node, cst.Name) and updated_node.value == "a":
+            return updated_node.with_changes(value="renamed")
+        if isinstance(original_node, cst.Pass):
+            return cst.RemoveFromParent()
+        return updated_node
+
+
+def test_fast_walks_call_the_same_hooks_and_build_the_same_tree() -> None:
+    masked = prepare([(i, t, None) for i, t in enumerate(POOL)])
+    codes = [fastwalk._SAMPLE, *(c.masked for c in masked if c.skip is None)]
+    for code in codes:
+        tree = cst.parse_module(code)
+        public = _Hooks()
+        expected = tree.visit(public)
+        seen = fastwalk._Calls()
+        tree.visit(seen)
+        with fastwalk.fast_visits():
+            fast = _Hooks()
+            got = tree.visit(fast)
+            again = fastwalk._Calls()
+            tree.visit(again)
+        assert fast.calls == public.calls
+        assert again.calls == seen.calls
+        assert got.code == expected.code
+        assert got.deep_equals(expected)
+    assert cst.CSTNode.visit is fastwalk._LIBCST_VISIT[0], "fast_visits() left its walk installed"
+
+
+def test_a_transformer_that_changes_nothing_gets_the_same_tree_back() -> None:
+    tree = cst.parse_module(fastwalk._SAMPLE)
+    with fastwalk.fast_visits():
+        assert tree.visit(cst.CSTTransformer()) is tree

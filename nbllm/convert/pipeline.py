@@ -26,6 +26,7 @@ from nbllm.convert.codemods.batched import transform_batched
 from nbllm.convert.codemods.clients import ClientArgs, ModuleClient
 from nbllm.convert.codemods.env import EnvKeys
 from nbllm.convert.codemods.fastmeta import SharedWrapper, code_and_lines
+from nbllm.convert.codemods.fastwalk import fast_visits
 from nbllm.convert.codemods.flags import Flags
 from nbllm.convert.codemods.langchain import LangChainArgs
 from nbllm.convert.codemods.legacy import LegacyMigrate, LegacyRetarget
@@ -87,6 +88,12 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     outcome = Outcome()
     if not any(uses_sdk(c.masked) for c in cells if c.skip is None):
         return outcome  # nothing retargeted, so no key or model may change either
+    with fast_visits():  # read-only walks without LibCST's copying (fastwalk.py)
+        _run_passes(cells, target, outcome)
+    return outcome
+
+
+def _run_passes(cells: list[CodeCell], target: Target, outcome: Outcome) -> None:
     salt = new_salt("".join(c.text + c.masked for c in cells))
     module = _module(cells, salt)
     context = new_context(target)
@@ -122,7 +129,6 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
     if parts is None:
         raise RuntimeError("a cell separator was lost")
     _restore(cells, parts, target, scratch, outcome)
-    return outcome
 
 
 def _restore(cells: list[CodeCell], parts: list[str], target: Target, scratch: Scratch, outcome: Outcome) -> None:

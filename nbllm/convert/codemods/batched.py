@@ -34,6 +34,10 @@ class _Walk(cst.CSTTransformer):
                 self.skip[i] = node
         return True
 
+    def attribute_hooks(self) -> bool:
+        """Whether any codemod reacts to attributes (fastwalk.py skips those calls otherwise)."""
+        return any(c.attribute_hooks() for c in self.commands)
+
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
         for i, command in enumerate(self.commands):
             if self.skip[i] is None:

@@ -82,6 +82,10 @@ class FastDispatch:
         fn = _hooks(type(self))[1].get(type(original_node).__name__)
         return updated_node if fn is None else fn(self, original_node, updated_node)
 
+    def attribute_hooks(self) -> bool:
+        """Whether on_visit_attribute/on_leave_attribute do anything for this codemod."""
+        return not FAST or _hooks(type(self))[2] or not _NO_MATCHERS.get(type(self), False)
+
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
         if not FAST:
             super().on_visit_attribute(node, attribute)  # type: ignore[misc]

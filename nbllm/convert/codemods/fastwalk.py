@@ -1,0 +1,313 @@
+"""LibCST walks that do not copy what they leave unchanged.
+
+LibCST's ``node.visit(visitor)`` builds a new copy of every node it passes, even for a
+``CSTVisitor`` that cannot change anything (the copy is thrown away), and for a transformer
+that changes one string in a notebook. On real notebooks the read-only walks (scope and
+expression-context resolution, ``collect``, the key-use analysis) are about a third of a
+conversion and the codemod walks almost half, and a good part of each was that copying plus
+four hook calls per field. Within ``fast_visits()``, ``visit`` calls the same hooks in the same
+order (``on_visit``, ``on_visit_attribute``, the children, ``on_leave_attribute``,
+``on_leave``); a visitor's walk copies nothing, a transformer's keeps every node none of whose
+children changed (the tree comes out equal, and a node that changed is rebuilt as LibCST
+rebuilds it), and the attribute hooks are skipped for visitors and codemods that have none.
+
+The order of each node type's children is read once from its ``_visit_and_replace_children``
+(a LibCST internal). It is a fast path only: at import a probe compares the hooks it calls
+with LibCST's on a sample; on a mismatch, or with ``NBLLM_LIBCST_PUBLIC=1`` or
+``fastmeta.FAST`` off, ``fast_visits()`` changes nothing (tests/test_convert_fastpath.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import os
+import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import libcst as cst
+from libcst import CSTTransformer, CSTVisitor, MaybeSentinel
+
+from nbllm.convert.codemods import fastmeta
+
+# LibCST's child-visiting helpers and how each treats its field.
+_HELPERS = {"visit_required": "required", "visit_optional": "optional", "visit_sentinel": "sentinel",
+            "visit_sequence": "sequence", "visit_iterable": "sequence", "visit_body_sequence": "body",
+            "visit_body_iterable": "body"}
+_PLANS: dict[type, tuple[tuple[str, str], ...] | None] = {}
+_ATTR_HOOKS: dict[type, bool] = {}
+_LOCK = threading.Lock()
+_ACTIVE = 0
+_LIBCST_VISIT = (cst.CSTNode.visit, cst.Module.visit)
+
+
+def _plan(cls: type) -> tuple[tuple[str, str], ...] | None:
+    """(field, how) in the order ``cls._visit_and_replace_children`` visits its fields (None:
+    not readable, that node type takes LibCST's walk)."""
+    if cls not in _PLANS:
+        try:
+            _PLANS[cls] = _read_plan(cls)
+        except Exception:  # no source, or written in a way not foreseen here
+            _PLANS[cls] = None
+    return _PLANS[cls]
+
+
+def _read_plan(cls: type) -> tuple[tuple[str, str], ...]:
+    """The plan read from the method's source (LibCST writes them all in one shape: one
+    constructor call over the helpers; anything else is refused)."""
+    source = textwrap.dedent(inspect.getsource(cls._visit_and_replace_children))  # type: ignore[attr-defined]
+    tree = ast.parse(source)
+    if any(isinstance(n, (ast.If, ast.For, ast.While, ast.Try, ast.With, ast.comprehension, ast.Lambda))
+           for n in ast.walk(tree)):
+        raise ValueError("a _visit_and_replace_children with control flow")
+    steps: list[tuple[str, str]] = []
+
+    class Steps(ast.NodeVisitor):
+        def visit_IfExp(self, node: ast.IfExp) -> None:
+            # ``visit_x(self, "f", f, visitor) if ... else ...``: the value decides (None: not visited)
+            calls = [c for c in ast.walk(node) if isinstance(c, ast.Call) and _helper(c)]
+            steps.append((_field(calls[0]), "auto"))
+
+        def visit_Call(self, node: ast.Call) -> None:
+            if _helper(node):
+                steps.append((_field(node), _HELPERS[_helper(node)]))
+            self.generic_visit(node)
+
+    Steps().visit(tree)
+    return tuple(steps)
+
+
+def _helper(call: ast.Call) -> str:
+    name = call.func.id if isinstance(call.func, ast.Name) else ""
+    return name if name in _HELPERS else ""
+
+
+def _field(call: ast.Call) -> str:
+    arg = call.args[1]
+    if not isinstance(arg, ast.Constant) or not isinstance(arg.value, str):
+        raise ValueError("unexpected _visit_and_replace_children")
+    return arg.value
+
+
+def _attr_hooks(cls: type) -> bool:
+    """Whether a visitor class reacts to ``on_visit_attribute``/``on_leave_attribute`` at all
+    (LibCST's default looks up ``visit_<Node>_<field>`` methods; without any it does nothing)."""
+    hooks = _ATTR_HOOKS.get(cls)
+    if hooks is None:
+        hooks = _ATTR_HOOKS[cls] = (
+            cls.on_visit_attribute is not CSTVisitor.on_visit_attribute  # type: ignore[attr-defined]
+            or cls.on_leave_attribute is not CSTVisitor.on_leave_attribute  # type: ignore[attr-defined]
+            or any(n.startswith(("visit_", "leave_")) and n.count("_") > 1 for n in dir(cls)))
+    return hooks
+
+
+def _walk(node: cst.CSTNode, visitor: CSTVisitor, attrs: bool) -> None:
+    plan = _plan(type(node))
+    if plan is None:
+        _LIBCST_VISIT[isinstance(node, cst.Module)](node, visitor)  # its children come back here
+        return
+    if visitor.on_visit(node):
+        for name, how in plan:
+            value = getattr(node, name)
+            if how == "auto":
+                if value is None:
+                    continue
+                how = "required" if isinstance(value, cst.CSTNode) else "sequence"
+            if attrs:
+                visitor.on_visit_attribute(node, name)
+            if how in ("sequence", "body"):
+                for child in value:
+                    _walk(child, visitor, attrs)
+            elif how == "required" or (how == "optional" and value is not None) or \
+                    (how == "sentinel" and not isinstance(value, MaybeSentinel)):
+                _walk(value, visitor, attrs)
+            if attrs:
+                visitor.on_leave_attribute(node, name)
+    visitor.on_leave(node)
+
+
+def _transform(node: cst.CSTNode, visitor: CSTTransformer, attrs: bool) -> Any:
+    """LibCST's transformer walk (same hooks, same order, same checks), except that a node none
+    of whose children changed is kept as it is instead of copied: the tree comes out equal."""
+    plan = _plan(type(node))
+    if plan is None:
+        return _LIBCST_VISIT[isinstance(node, cst.Module)](node, visitor)
+    updated = node
+    if visitor.on_visit(node):
+        changes: dict[str, Any] = {}
+        for name, how in plan:
+            value = getattr(node, name)
+            if how == "auto":
+                if value is None:
+                    continue
+                how = "required" if isinstance(value, cst.CSTNode) else "sequence"
+            if attrs:
+                visitor.on_visit_attribute(node, name)
+            if how in ("sequence", "body"):
+                new = _children(value, visitor, attrs, how == "body")
+                if type(value) is not tuple or len(new) != len(value) or any(a is not b for a, b in zip(new, value, strict=True)):
+                    changes[name] = new  # LibCST always stores a tuple here
+            elif how == "required" or (how == "optional" and value is not None) or \
+                    (how == "sentinel" and not isinstance(value, MaybeSentinel)):
+                new = _transform(value, visitor, attrs)
+                if isinstance(new, cst.FlattenSentinel) or (how == "required" and isinstance(new, cst.RemovalSentinel)):
+                    raise TypeError(f"We got a {type(new).__name__} while visiting a {type(value).__name__}. This "
+                                    "node's parent does not allow it.")
+                if isinstance(new, cst.RemovalSentinel):
+                    new = None if how == "optional" else MaybeSentinel.DEFAULT
+                if new is not value:
+                    changes[name] = new
+            if attrs:
+                visitor.on_leave_attribute(node, name)
+        if changes:
+            updated = dataclasses.replace(node, **changes)
+    result = visitor.on_leave(node, updated)
+    if not isinstance(result, (cst.CSTNode, cst.RemovalSentinel, cst.FlattenSentinel)):
+        raise cst.CSTValidationError("Expected a node of type CSTNode or a RemovalSentinel, "
+                                     f"but got a return value of {type(result).__name__}")
+    return result
+
+
+def _children(values: Any, visitor: CSTTransformer, attrs: bool, body: bool) -> tuple[Any, ...]:
+    """A sequence field walked as ``visit_sequence`` / ``visit_body_sequence`` walk it."""
+    out: list[Any] = []
+    for child in values:
+        new = _transform(child, visitor, attrs)
+        if isinstance(new, cst.RemovalSentinel):
+            continue
+        if isinstance(new, cst.FlattenSentinel):
+            out.extend(n for n in new if not (body and not child._is_removable() and n._is_removable()))
+        elif not (body and not child._is_removable() and new._is_removable()):
+            out.append(new)
+    return tuple(out)
+
+
+def attribute_hooks(visitor: Any) -> bool:
+    """Whether a transformer does anything on ``on_visit_attribute``/``on_leave_attribute``
+    (nbllm's codemods say so themselves; any other transformer is assumed to)."""
+    ask = getattr(visitor, "attribute_hooks", None)
+    return bool(ask()) if callable(ask) else True
+
+
+def _node_visit(self: cst.CSTNode, visitor: Any) -> Any:
+    if isinstance(visitor, CSTVisitor):
+        _walk(self, visitor, _attr_hooks(type(visitor)))
+        return self  # what LibCST returns for a visitor
+    if TRANSFORM and isinstance(visitor, CSTTransformer):
+        return _transform(self, visitor, attribute_hooks(visitor))
+    return _LIBCST_VISIT[0](self, visitor)
+
+
+def _module_visit(self: cst.Module, visitor: Any) -> Any:
+    if isinstance(visitor, CSTVisitor):
+        _walk(self, visitor, _attr_hooks(type(visitor)))
+        return self
+    if TRANSFORM and isinstance(visitor, CSTTransformer):
+        result = _transform(self, visitor, attribute_hooks(visitor))
+        return self.with_changes(body=(), header=(), footer=()) if isinstance(result, cst.RemovalSentinel) else result
+    return _LIBCST_VISIT[1](self, visitor)
+
+
+@contextmanager
+def fast_visits() -> Iterator[None]:
+    """Within the block, read-only walks skip LibCST's copying (see the module docstring)."""
+    global _ACTIVE
+    if not (WALK and fastmeta.FAST):
+        yield
+        return
+    with _LOCK:
+        if _ACTIVE == 0:
+            cst.CSTNode.visit = _node_visit  # type: ignore[method-assign]
+            cst.Module.visit = _module_visit  # type: ignore[method-assign]
+        _ACTIVE += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _ACTIVE -= 1
+            if _ACTIVE == 0:
+                cst.CSTNode.visit, cst.Module.visit = _LIBCST_VISIT  # type: ignore[method-assign]
+
+
+class _Calls(CSTVisitor):
+    """Records every hook call (the probe's witness)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int, str]] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.calls.append(("visit", id(node), ""))
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self.calls.append(("leave", id(original_node), ""))
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        self.calls.append(("visit_attr", id(node), attribute))
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        self.calls.append(("leave_attr", id(original_node), attribute))
+
+
+_SAMPLE = '''\
+from __future__ import annotations
+import os, sys as system
+from a.b import (c as d, e)
+from .rel import *
+@decorator(1)
+class A(B, metaclass=M):
+    x: int = 3
+    async def f(self, p, /, q=1, *args, r: "str" = "s", **kw) -> None:
+        async with open(p) as fh, ctx():
+            await g(*args, **kw)
+        async for i in aiter():
+            yield i
+        return [y for y in range(3) if y if not y] + list({k: v for k, v in kw.items()})
+def h(a, b=lambda z, *w: z ** 2):
+    global G
+    nonlocal_ = {1, 2, *b}
+    try:
+        del a[1:2, ::3], b.c
+    except (ValueError, KeyError) as exc:
+        raise RuntimeError("x") from exc
+    else:
+        pass
+    finally:
+        assert a, "msg"
+    while (n := len(a)) > 0:
+        n -= 1; continue
+    for i, (j, k) in enumerate(zip(a, b)):
+        break
+    else:
+        print(f"{a!r:>{b}} {'q'} {c=}", "x" "y", rb"z", sep="")
+    print(a if b else c, not a and b or c, -a, ~b, a @ b, a[...], (yield), *x, sep=1)
+    match a:
+        case [1, *rest] | {"k": v, **kw} if rest:
+            pass
+        case Point(x=0, y=_) as p:
+            pass
+x = (((((1)))))
+'''
+
+
+def _probe() -> bool:
+    """Whether the fast walk calls the hooks LibCST's walk calls, in the same order (on a sample)."""
+    if os.environ.get("NBLLM_LIBCST_PUBLIC"):
+        return False
+    try:
+        sample = cst.parse_module(_SAMPLE)
+        public, fast = _Calls(), _Calls()
+        sample.visit(public)
+        _walk(sample, fast, True)
+        return public.calls == fast.calls
+    except Exception:  # any drift in LibCST's internals: its own walk
+        return False
+
+
+WALK = _probe()
+TRANSFORM = True  # the transformer walk too (tests turn it off to compare)
