@@ -105,25 +105,34 @@ def _attr_hooks(cls: type) -> bool:
     return hooks
 
 
+def _fields(node: cst.CSTNode, plan: Any) -> Iterator[tuple[str, Any, str]]:
+    """A node's fields in LibCST's order, as (name, value, how): ``how`` is "sequence", "body",
+    "required", "optional", "sentinel", or "absent" for an empty optional or sentinel field (its
+    attribute hooks run, nothing is walked); an "auto" field that is None is left out altogether."""
+    for name, how in plan:
+        value = getattr(node, name)
+        if how == "auto":
+            if value is None:
+                continue
+            how = "required" if isinstance(value, cst.CSTNode) else "sequence"
+        elif (how == "optional" and value is None) or (how == "sentinel" and isinstance(value, MaybeSentinel)):
+            how = "absent"
+        yield name, value, how
+
+
 def _walk(node: cst.CSTNode, visitor: CSTVisitor, attrs: bool) -> None:
     plan = _plan(type(node))
     if plan is None:
         _LIBCST_VISIT[isinstance(node, cst.Module)](node, visitor)  # its children come back here
         return
     if visitor.on_visit(node):
-        for name, how in plan:
-            value = getattr(node, name)
-            if how == "auto":
-                if value is None:
-                    continue
-                how = "required" if isinstance(value, cst.CSTNode) else "sequence"
+        for name, value, how in _fields(node, plan):
             if attrs:
                 visitor.on_visit_attribute(node, name)
             if how in ("sequence", "body"):
                 for child in value:
                     _walk(child, visitor, attrs)
-            elif how == "required" or (how == "optional" and value is not None) or \
-                    (how == "sentinel" and not isinstance(value, MaybeSentinel)):
+            elif how != "absent":
                 _walk(value, visitor, attrs)
             if attrs:
                 visitor.on_leave_attribute(node, name)
@@ -139,20 +148,14 @@ def _transform(node: cst.CSTNode, visitor: CSTTransformer, attrs: bool) -> Any:
     updated = node
     if visitor.on_visit(node):
         changes: dict[str, Any] = {}
-        for name, how in plan:
-            value = getattr(node, name)
-            if how == "auto":
-                if value is None:
-                    continue
-                how = "required" if isinstance(value, cst.CSTNode) else "sequence"
+        for name, value, how in _fields(node, plan):
             if attrs:
                 visitor.on_visit_attribute(node, name)
             if how in ("sequence", "body"):
                 new = _children(value, visitor, attrs, how == "body")
                 if type(value) is not tuple or len(new) != len(value) or any(a is not b for a, b in zip(new, value, strict=True)):
                     changes[name] = new  # LibCST always stores a tuple here
-            elif how == "required" or (how == "optional" and value is not None) or \
-                    (how == "sentinel" and not isinstance(value, MaybeSentinel)):
+            elif how != "absent":
                 new = _transform(value, visitor, attrs)
                 if isinstance(new, cst.FlattenSentinel) or (how == "required" and isinstance(new, cst.RemovalSentinel)):
                     raise TypeError(f"We got a {type(new).__name__} while visiting a {type(value).__name__}. This "
