@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.modelmap import ModelMap, is_openai_model, parse_overrides, tier_of
 from nbllm.providers.catalog import ProviderSpec
+from nbllm.validate import header_problem
 
 OPENAI_HOST = "api.openai.com"
 PLACEHOLDER_KEY = "nbllm-redirect-no-openai-key"
@@ -133,7 +134,7 @@ def resolve(target: str, overrides: dict[str, str] | None = None) -> Target:
             "requests cannot be sent to it. Redirect to an OpenAI-compatible provider (nbllm providers lists them)."
         )
     key = require_key(spec)
-    if key is not None and not _header_safe(key):
+    if key is not None and (header_problem(key) or " " in key):  # a key never holds a space either
         raise ConfigError(
             f"The key for {spec.id} has spaces, line breaks or non-ASCII characters, which an HTTP header cannot "
             f"carry. Set it again ({' or '.join(spec.key_env) or '%llm key ' + spec.id}) without them."
@@ -490,10 +491,6 @@ def _set_placeholder_key() -> bool:
         return False
     os.environ["OPENAI_API_KEY"] = PLACEHOLDER_KEY
     return True
-
-
-def _header_safe(key: str) -> bool:
-    return key.isascii() and key.isprintable() and not any(c.isspace() for c in key)
 
 
 def _say(text: str) -> None:
