@@ -49,7 +49,8 @@ def test_cache_flags_and_footer(ipy: Shell, ernie: FakeOpenAIServer) -> None:
     assert len(ernie.chat_requests) == 3
     assert ipy.run("%llm cache").stdout.startswith("cache: on")
     assert "cache: off" in ipy.run("%llm cache off").stdout
-    assert ipy.run("%llm cache sometimes").error is not None
+    bad_mode = ipy.run("%llm cache sometimes").error
+    assert type(bad_mode).__name__ == "UsageError" and "sometimes" in str(bad_mode)
 
 
 def test_replay_miss_names_the_cell(ipy: Shell, ernie: FakeOpenAIServer) -> None:
@@ -71,7 +72,8 @@ def test_log_and_usage_commands(ipy: Shell, ernie: FakeOpenAIServer) -> None:
                                                  encoding="utf-8")
     usage = ipy.run("%llm usage").displays[-1]["data"]["text/plain"].splitlines()
     assert [line.split()[0] for line in usage[1:]] == ["this", "today", "all"] and usage[1].endswith(" CNY")
-    assert ipy.run("%llm log x").error is not None
+    bad_count = ipy.run("%llm log x").error
+    assert type(bad_count).__name__ == "UsageError" and "takes a number of exchanges" in str(bad_count)
 
 
 def test_compare_records_each_lane(ipy: Shell, use_fake) -> None:  # noqa: ANN001
