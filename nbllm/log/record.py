@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 from nbllm import __version__
 from nbllm.messages import Message
-from nbllm.secrets import known_secrets, redact
+from nbllm.secrets import redact, secret_values
 
 SESSION_ID = uuid.uuid4().hex  # this process: "%llm usage" totals "this session" by it
 
@@ -70,39 +70,50 @@ class Exchange:
     session: str = SESSION_ID
 
     def row(self) -> dict[str, Any]:
-        """Column -> value, every string redacted."""
-        values = asdict(self)
-        messages = [{**m, "content": _redact_repeated(m.get("content"))} for m in values.pop("messages")]
+        """Column -> value, every string that can hold user or provider text redacted.
+
+        The secrets are read once per row (reading them scans the environment), and the fields
+        nbllm itself makes (time, version, session, fingerprint, source, error class) are not scanned.
+        """
+        secrets = secret_values()
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        messages = [{**m, "content": _redact_repeated(m.get("content"), secrets)} for m in values.pop("messages")]
         system = next((m["content"] for m in messages if m.get("role") == "system"), None)
         prompt = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        values["answer"] = _redact_repeated(self.answer)
-        values = {k: redact(v) if isinstance(v, str) and k != "answer" else v for k, v in values.items()}
-        values.update(messages=_json(messages), params=redact(_json(self.params)), system=system, prompt=prompt,
+        for name in SCANNED:
+            if isinstance(values[name], str):
+                values[name] = redact(values[name], values=secrets)
+        values.update(answer=_redact_repeated(self.answer, secrets), messages=_json(messages),
+                      params=redact(_json(self.params), values=secrets), system=system, prompt=prompt,
                       cached=int(self.cached))
         return values
+
+
+SCANNED = ("provider", "model", "host", "reasoning", "finish_reason", "error_message", "notebook")
+"""The string columns besides messages, answer and params that can hold text from a user or a provider."""
 
 
 # Every call resends the conversation so far, so most message texts were redacted before (an
 # answer is logged as an answer, then resent as history with each later call). Remembering the
 # redacted form keeps the log's cost per call to the new text, not the whole history; it is
-# recomputed whenever a new secret becomes known.
+# recomputed whenever the secrets change (one registered, a key set in the environment).
 _memo: dict[str, str] = {}
-_memo_secrets = -1
+_memo_secrets: frozenset[str] = frozenset()
 MEMO_SIZE = 512
 
 
-def _redact_repeated(text: Any) -> Any:
+def _redact_repeated(text: Any, secrets: frozenset[str]) -> Any:
     global _memo_secrets
     if not isinstance(text, str) or len(text) < 64:
-        return redact(text) if isinstance(text, str) else text
-    if known_secrets() != _memo_secrets:
+        return redact(text, values=secrets) if isinstance(text, str) else text
+    if secrets != _memo_secrets:
         _memo.clear()
-        _memo_secrets = known_secrets()
+        _memo_secrets = secrets
     found = _memo.get(text)
     if found is None:
         if len(_memo) >= MEMO_SIZE:
             _memo.clear()
-        found = _memo[text] = redact(text)
+        found = _memo[text] = redact(text, values=secrets)
     return found
 
 
