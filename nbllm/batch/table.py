@@ -58,9 +58,13 @@ class TableRun:
     source: str = "api"
     fields: list[str] = field(default_factory=list)
     answered_from_log: int = 0
+    host: str | None = None  # what the log records as the host, found once for every row
 
     def __post_init__(self) -> None:
+        from nbllm.log.record import host_of
+
         self.fields = template_fields(self.template)
+        self.host = host_of(self.provider.spec.base_url)
 
     @classmethod
     def open(cls, prompt: str, provider: str | None, model: str | None, system: str | None,
@@ -94,7 +98,8 @@ class TableRun:
         request = self.request(row)
         sent = "".join(m["content"] for m in request.messages)
         estimate = estimate_tokens(sent, request.params.get("max_tokens"))
-        meta = {"cache": "on", "where": f"row {position} of the batch"}  # replay mode still wins (nbllm.log.cache)
+        meta = {"cache": "on", "where": f"row {position} of the batch",  # replay mode still wins (nbllm.log.cache)
+                "log_later": True, "host": self.host}  # logged off this loop (nbllm.log.writer)
         response = self.provider.arespond(request, stream=self.streamed, source=self.source, meta=meta,
                                           gate=self.limiter, tokens=estimate)
         await response.areply()
@@ -167,7 +172,16 @@ def run_map(prompt: str, rows: Any, provider: str | None, model: str | None, sys
     finally:
         if bar is not None:
             bar.close()
+        flush_log()
     return _finish(values, keys, rows, summary, run)
+
+
+def flush_log() -> None:
+    """Wait until every row of the run is in the exchange log (rows are written by a background
+    thread), so the next run's resume and ``nbllm logs`` see them all."""
+    from nbllm.log.writer import flush
+
+    flush()
 
 
 def _finish(values: list[Any], keys: list[Hashable] | None, rows: Any, summary: Summary, run: TableRun) -> Any:
@@ -204,10 +218,13 @@ def run_imap(prompt: str, rows: Any, provider: str | None, model: str | None, sy
     run = TableRun.open(prompt, provider, model, system, rpm, tpm, params)
     keys = _keys(rows)
     summary = Summary()
-    for position, value in in_thread(lambda: run.stream(iter_rows(rows), concurrency)):
-        summary.total += 1
-        summary.count(value)
-        yield (keys[position] if keys is not None else position), value
+    try:
+        for position, value in in_thread(lambda: run.stream(iter_rows(rows), concurrency)):
+            summary.total += 1
+            summary.count(value)
+            yield (keys[position] if keys is not None else position), value
+    finally:
+        flush_log()
     summary.from_log = run.answered_from_log
     if summary.failed:
         print(f"nbllm.imap: {summary}", file=sys.stderr)

@@ -6,6 +6,7 @@ command imports only ``cli.py`` to build its parser).
 
     paths.py        where the log lives (NBLLM_LOG, ``log = false``, the user data folder)
     store.py        the database: schema, forward migrations, writes, one warning on failure
+    writer.py       the background writer of a batch run's rows (many to a transaction)
     record.py       the row one exchange becomes (redacted: a key never reaches the file)
     fingerprint.py  the request fingerprint cache and replay look answers up by
     cache.py        cache modes (off, on, replay) and the lookup of a finished answer

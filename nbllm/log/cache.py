@@ -85,26 +85,29 @@ class CachedAnswer:
 def lookup(fingerprint: str) -> CachedAnswer | None:
     """The newest complete answer (no error) logged for a fingerprint, or None.
 
-    No log (turned off, not created yet) and a log that cannot be read are both misses.
+    No log (turned off, not created yet) and a log that cannot be read are both misses. A row of
+    this request still queued by the background writer is written first, so it is found.
     """
     import sqlite3
 
+    from nbllm.log import writer
     from nbllm.log.paths import log_path
     from nbllm.log.store import store_at
 
     path = log_path()
     if path is None:
         return None
+    if writer.queued(fingerprint):
+        writer.flush()
     sql = ("SELECT id, provider, model, answer, reasoning, prompt_tokens, completion_tokens, total_tokens, "
            "finish_reason FROM exchanges WHERE fingerprint = ? AND error_class IS NULL ORDER BY id DESC LIMIT 1")
     try:
-        with store_at(path).reading() as conn:
-            row = None if conn is None else conn.execute(sql, (fingerprint,)).fetchone()
+        row = store_at(path).find(sql, (fingerprint,))
     except (sqlite3.Error, OSError):
         return None
     if row is None:
         return None
-    return CachedAnswer(row[0], row[1], row[2], row[3], row[4], Usage(row[5], row[6], row[7]), row[8])
+    return CachedAnswer(row[0], row[1], row[2], row[3], row[4], Usage(row[5], row[6], row[7]), row[8])  # type: ignore[arg-type]
 
 
 def find_answer(provider: str, model: str, messages: list[Message],

@@ -6,8 +6,10 @@ replays the same way and ``%load_ext nbllm`` never loads any of it.
 
 A front end passes per-call choices in ``Response.meta``: ``cache`` ("on", "off", "replay"; the
 cell's ``--cache``/``--no-cache``, ``cache=`` of ``nbllm.chat``) and ``where`` (how a replay miss
-names the call, e.g. "item 7 of the batch"). The observer leaves ``meta["log_id"]`` and
-``meta["fingerprint"]`` for the provenance a front end saves with the answer.
+names the call, e.g. "item 7 of the batch"). A batch run also passes ``log_later`` (its rows go
+to the background writer, nbllm/log/writer.py, off the run's event loop; ``log_id`` stays None)
+and ``host`` (its provider's host, found once for the whole run). The observer leaves
+``meta["log_id"]`` and ``meta["fingerprint"]`` for the provenance a front end saves with the answer.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ def exchange_of(response: Response) -> Exchange:
 
 def _host(response: Response) -> str | None:
     """The host the provider's base URL names (a Response keeps only the provider's id)."""
+    if "host" in response.meta:
+        return response.meta["host"]  # type: ignore[no-any-return]
     try:
         return host_of(get_spec(response.provider).base_url)
     except NbllmError:  # a provider made outside the config (tests, plugins gone since)
@@ -89,6 +93,12 @@ def _host(response: Response) -> str | None:
 def record(response: Response) -> None:
     """Write the finished response to the log; a replay miss never reached a provider and is not logged."""
     if response.meta.get("replay_miss"):
+        return
+    if response.meta.get("log_later"):
+        from nbllm.log.writer import write_later
+
+        response.meta["log_id"] = None
+        write_later(exchange_of(response))
         return
     response.meta["log_id"] = write(exchange_of(response))
 

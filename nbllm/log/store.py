@@ -1,4 +1,4 @@
-"""The log database: a SQLite file in WAL mode, its versioned schema, and the one write path.
+"""The log database: a SQLite file in WAL mode, its versioned schema, and its writes and lookups.
 
 Several kernels and a terminal may write at once: WAL lets readers go on while one writer
 writes, and each writer waits up to ``BUSY_TIMEOUT_S`` for the lock instead of failing, so no row
@@ -10,6 +10,7 @@ shown and one warning says the exchange was not logged (docs/exchange-log.md#con
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import sys
 import threading
@@ -109,6 +110,10 @@ class LogStore:
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # compare lanes finish in their own threads
+        # Cache lookups (one per row of a batch) read on a connection of their own, kept open: WAL
+        # readers never wait for the writer, and opening a connection costs more than the query.
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
 
     def insert(self, exchange: Exchange) -> int:
         """Write one row and return its id; raises on any database failure."""
@@ -120,6 +125,40 @@ class LogStore:
                 return int(self._conn.execute(_INSERT, [row[c] for c in COLUMNS]).lastrowid or 0)
             except BaseException:
                 self._close()  # the next call opens the file again (it may be fixed by then)
+                raise
+
+    def insert_many(self, exchanges: list[Exchange]) -> None:
+        """Write rows in one transaction, all or none; raises on any database failure."""
+        rows = [[row[c] for c in COLUMNS] for row in (exchange.row() for exchange in exchanges)]
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = connect(self.path)
+                self._conn.execute("BEGIN IMMEDIATE")  # waits up to BUSY_TIMEOUT_S for another writer
+                try:
+                    self._conn.executemany(_INSERT, rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except BaseException:
+                self._close()
+                raise
+
+    def find(self, sql: str, args: tuple[object, ...]) -> tuple[object, ...] | None:
+        """The first row of a query on the lookup connection; None when there is no log file (none is made)."""
+        with self._read_lock:
+            if not self.path.exists():
+                self._close_reader()
+                return None
+            try:
+                if self._reader is None:
+                    self._reader = connect(self.path)
+                row: tuple[object, ...] | None = self._reader.execute(sql, args).fetchone()
+                return row
+            except BaseException:
+                self._close_reader()  # the next lookup opens the file again
                 raise
 
     def has_answer(self, fingerprint: str, answer: str) -> bool:
@@ -151,9 +190,16 @@ class LogStore:
             self._conn.close()
             self._conn = None
 
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
     def close(self) -> None:
         with self._lock:
             self._close()
+        with self._read_lock:
+            self._close_reader()
 
 
 _stores: dict[Path, LogStore] = {}
@@ -162,14 +208,18 @@ _stores: dict[Path, LogStore] = {}
 def store_at(path: Path) -> LogStore:
     """The process's store for a path (one open connection per file)."""
     store = _stores.get(path)
-    if store is None:
-        store = _stores[path] = LogStore(path)
+    if store is None:  # setdefault: two threads asking at once get the same store
+        store = _stores.setdefault(path, LogStore(path))
     return store
 
 
 def close_all() -> None:
-    """Close every open log connection (tests, and a kernel that moves NBLLM_LOG)."""
-    for store in _stores.values():
+    """Write the rows still queued, then close every open log connection (tests, a kernel that
+    moves NBLLM_LOG)."""
+    writer = sys.modules.get("nbllm.log.writer")
+    if writer is not None:
+        writer.flush()
+    for store in list(_stores.values()):
         store.close()
     _stores.clear()
 
@@ -192,11 +242,13 @@ def write(exchange: Exchange) -> int | None:
         return None
 
 
-def warn_not_written(path: Path | None, exc: Exception) -> None:
+def warn_not_written(path: Path | None, exc: Exception, count: int = 1) -> None:
     from nbllm.secrets import redact
 
-    sys.stderr.write(redact(f"nbllm: warning: this exchange was not written to the log {path or ''} "
-                            f"({_reason(exc)}); the answer is not affected.\n"))
+    what = "this exchange was" if count == 1 else f"{count:,} exchanges were"
+    answers = "the answer is" if count == 1 else "the answers are"
+    sys.stderr.write(redact(f"nbllm: warning: {what} not written to the log {path or ''} "
+                            f"({_reason(exc)}); {answers} not affected.\n"))
     sys.stderr.flush()
 
 
