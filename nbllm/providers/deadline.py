@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -100,10 +101,17 @@ _watcher = _Watcher()
 
 
 def _socket_of(response: Any) -> socket.socket | None:
-    """The socket under an httpx response (HTTP/1.1 over httpcore), or None (mock transports)."""
+    """The socket under an httpx response (HTTP/1.1 over httpcore), or None (mock transports).
+
+    Under asyncio it is the event loop's ``TransportSocket`` wrapper, which allows ``shutdown``:
+    the loop then sees the end of the stream and the pending read ends as a blocking one does.
+    """
     stream = getattr(response, "extensions", {}).get("network_stream")
     try:
         sock = stream.get_extra_info("socket") if stream is not None else None
     except Exception:  # a transport without that extra info
         return None
-    return sock if isinstance(sock, socket.socket) else None
+    trsock = sys.modules.get("asyncio.trsock")  # loaded with any event loop; never imported here
+    if isinstance(sock, socket.socket) or (trsock is not None and isinstance(sock, trsock.TransportSocket)):
+        return sock  # type: ignore[no-any-return]
+    return None

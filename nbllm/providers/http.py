@@ -87,7 +87,7 @@ class HTTPProvider(Provider):
         """Every HTTP dialect's ``stream``, ``fetch`` and ``models`` run inside ``readable``: whatever
         shape a reply has, reading it ends in an answer or an NbllmError, never a Python error."""
         super().__init_subclass__(**kwargs)
-        for name in ("stream", "fetch", "models"):
+        for name in ("stream", "fetch", "models", "astream", "afetch"):
             if name in vars(cls):
                 setattr(cls, name, _guarded(vars(cls)[name]))
 
@@ -360,27 +360,41 @@ class HTTPProvider(Provider):
 
     async def _adecode(self, response: httpx.Response, items: AsyncIterator[tuple[str, str]], decoder: Decoder, *,
                        drain: bool) -> AsyncIterator[Delta]:
-        """``_decode`` for asyncio; silences are bounded by httpx's per-read timeout."""
+        """``_decode`` for asyncio, with the same ``Deadline`` on every silence (its watcher shuts the
+        socket down, which ends the pending read on this loop as it ends a blocking one)."""
         first = ""
+        deadline = Deadline(response, _read_timeout(response))
         try:
-            with readable(self.spec), http_errors(self.spec, decoder):
-                async for data, event in items:
-                    if not data.strip():
-                        continue
-                    first = first or data
-                    for delta in decoder.feed(data, event):
-                        yield decoder.note(delta)
-                    if decoder.done:
-                        if drain:
-                            await _adrain(items)
-                        break
+            with http_errors(self.spec, decoder):
+                try:
+                    async for data, event in items:
+                        if not data.strip():
+                            continue
+                        first = first or data
+                        for delta in decoder.feed(data, event):
+                            if delta.text or delta.reasoning or delta.finish_reason or delta.usage:
+                                deadline.progress()
+                            yield decoder.note(delta)
+                        if decoder.done:
+                            if drain:
+                                deadline.limit(DRAIN_SECONDS)
+                                await _adrain(items)
+                            break
+                        if deadline.expired:
+                            raise _silent(self.spec, deadline.seconds, decoder.text)
+                except Exception as exc:
+                    if deadline.cut and not decoder.done and not isinstance(exc, ProviderError):
+                        raise _silent(self.spec, deadline.seconds, decoder.text) from None
+                    raise
         finally:
+            deadline.stop()  # before the connection goes back to the pool
             await response.aclose()
         if not decoder.received and not decoder.finished:
             size = response.num_bytes_downloaded
             raise unreadable(self.spec, f"no answer in it; first item: {first[:200]!r}" if first else
                              f"{size} bytes without a single event" if size else "an empty stream")
         decoder.end()
+
 
 def _drain(items: Iterator[Any]) -> None:
     """Read what follows the last event (the chunked terminator); a failure there costs nothing."""
@@ -395,6 +409,23 @@ def _drain(items: Iterator[Any]) -> None:
 
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     """``method`` inside the reading boundary; a stream that yields nothing readable is an error too."""
+    if inspect.isasyncgenfunction(method):
+        @functools.wraps(method)
+        async def adeltas(self: HTTPProvider, *args: Any, **kwargs: Any) -> AsyncIterator[Delta]:
+            answered = False
+            inner = method(self, *args, **kwargs)
+            try:
+                with readable(self.spec):
+                    async for delta in inner:
+                        answered = answered or bool(delta.text or delta.reasoning or delta.finish_reason or delta.usage)
+                        yield delta
+            finally:
+                await inner.aclose()  # now, on this loop: it closes the HTTP response
+            if not answered:
+                raise unreadable(self.spec, "no text, finish reason or usage in it")
+
+        return adeltas
+
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def deltas(self: HTTPProvider, *args: Any, **kwargs: Any) -> Iterator[Delta]:
