@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 import time
 from collections import namedtuple
@@ -14,7 +15,7 @@ from nbllm.batch.limiter import RateLimiter, estimate_tokens, limiter_for
 from nbllm.batch.outcome import Failed, Summary
 from nbllm.batch.rows import fill, iter_rows, template_fields
 from nbllm.batch.runner import in_thread, run_bounded
-from nbllm.errors import AuthError, ContextError, RateLimitError
+from nbllm.errors import AuthError, ContextError, RateLimitError, StreamInterrupted
 
 
 class Clock:
@@ -148,6 +149,29 @@ def test_failed_is_falsy_and_the_summary_names_reasons() -> None:
 
 
 # -- runner --------------------------------------------------------------------------------
+class _NeedsTwo(Exception):
+    def __init__(self, what: str, *, why: str) -> None:  # args holds only `what`: unpickling it fails
+        super().__init__(what)
+        self.why = why
+
+
+def test_failed_survives_pickling_as_process_workers_send_it() -> None:
+    """Dask process workers and multiprocessing send results back pickled."""
+    cut = StreamInterrupted("the stream broke", partial_text="half", provider="ernie")
+    for error in (RateLimitError("slow down", retry_after=2.5, provider="ernie"), cut, ValueError("plain")):
+        failed = Failed.of(error)
+        back = pickle.loads(pickle.dumps(failed))
+        assert back == failed and not back and str(back) == str(failed)
+        assert type(back.error) is type(error) and str(back.error) == str(error)
+    back = pickle.loads(pickle.dumps(Failed.of(cut)))
+    assert back.error.partial_text == "half" and back.error.provider == "ernie"  # type: ignore[union-attr]
+    assert pickle.loads(pickle.dumps(Failed.of(RateLimitError("x", retry_after=2.5)))).error.retry_after == 2.5  # type: ignore[union-attr]
+    for odd in (_NeedsTwo("odd", why="a keyword-only argument"), RuntimeError(threading.Lock())):
+        back = pickle.loads(pickle.dumps(Failed.of(odd)))  # the error cannot travel; what it said does
+        assert (back.reason, back.message, back.error) == (type(odd).__name__, str(odd), None)
+    assert pickle.loads(pickle.dumps([Failed("NotSent", "not sent")])) == [Failed("NotSent", "not sent")]
+
+
 def test_run_bounded_never_exceeds_concurrency_and_keeps_failures() -> None:
     in_flight = 0
     peak = 0

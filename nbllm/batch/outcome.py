@@ -29,6 +29,25 @@ class Failed:
     def __str__(self) -> str:
         return f"<failed: {self.reason}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its error only when the error survives pickling itself (Dask and
+        multiprocessing workers send results back pickled): reason and message always do."""
+        return (Failed, (self.reason, self.message, _portable(self.error)))
+
+
+def _portable(error: BaseException | None) -> BaseException | None:
+    """The error when it round-trips through pickle, else None (an exception whose ``__init__``
+    takes other arguments than its ``args``, or that holds a lock, a socket, a lambda)."""
+    if error is None:
+        return None
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return None
+    return error
+
 
 @dataclass
 class Summary:
