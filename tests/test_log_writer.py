@@ -138,3 +138,21 @@ def test_every_row_of_a_map_is_in_the_log_when_it_returns(use_fake: UseFake, mon
         assert len(answers) == 120 and sorted(logged) == sorted(f"Q: {i}" for i in range(120))
         got = dict(nbllm.imap("I: {text}", [str(i) for i in range(40)], provider="ernie", rpm=0))
         assert len(got) == 40 and sum(p.startswith("I: ") for p in prompts(path)) == 40
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_worker_writes_its_own_rows(db: Path) -> None:
+    writer.write_later(exchange("parent"))  # the parent's writer thread is running now
+    writer.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: as a multiprocessing or Dask worker started by fork
+        code = 1
+        try:
+            writer.write_later(exchange("child"))
+            writer.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sorted(prompts(db)) == ["child", "parent"]

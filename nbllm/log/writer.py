@@ -15,6 +15,7 @@ as a direct write does, once per run of failures, with how many rows were not wr
 from __future__ import annotations
 
 import atexit
+import os
 import queue
 import threading
 import time
@@ -115,6 +116,8 @@ class Writer:
 
 
 _writer = Writer()
+if hasattr(os, "register_at_fork"):  # a forked worker (multiprocessing, Dask) starts with its own empty queue and thread
+    os.register_at_fork(after_in_child=_writer.__init__)  # type: ignore[misc]
 
 
 def write_later(exchange: Exchange) -> None:
