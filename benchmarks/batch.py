@@ -10,8 +10,8 @@
    logging every row to the exchange log as a user's run does (a temporary log; every round
    asks new rows, so none is answered from the log).
    Variants alternate round by round. CPU is this process's (``time.process_time``).
-2. **imap memory.** ``nbllm.imap`` over a generator of N rows (server answering at once, in the
-   child process), Python allocations (``tracemalloc``) while consuming, for growing N: the live
+2. **imap memory.** ``nbllm.imap`` over a generator of N rows, each made as it is read (server
+   answering at once, in the child process), Python allocations (``tracemalloc``) while consuming, for growing N: the live
    memory sampled every 250 rows after a collection (flat means it does not grow with N) and the
    raw peak. ``nbllm.map`` over the same rows, which keeps every answer, is shown beside it.
 3. **Limiter pace.** ``nbllm.map`` with ``rpm=1200`` over 200 rows at ``concurrency=16`` against
@@ -89,8 +89,14 @@ _runs = itertools.count()
 def prompts(n: int) -> list[str]:
     """Rows no run has asked before: nbllm.map answers rows it finished earlier from the exchange
     log (resume), which would turn a repeated round into a cache read, not a run."""
+    return list(prompt_stream(n))
+
+
+def prompt_stream(n: int) -> Iterator[str]:
+    """``prompts`` made one at a time: an input that is never all in memory (a list of N prompts
+    would itself grow with N, ~130 bytes a row, and hide whether imap does)."""
     run = next(_runs)
-    return [f"Label review {run}-{i}: the kettle boils fast but the lid sticks." for i in range(n)]
+    return (f"Label review {run}-{i}: the kettle boils fast but the lid sticks." for i in range(n))
 
 
 # -- 1. throughput ----------------------------------------------------------------------------
@@ -190,7 +196,7 @@ def memory(sizes: list[int]) -> dict[int, tuple[float, float, float]]:
     import nbllm
 
     def consume_imap(n: int, sample: Callable[[], None]) -> None:
-        rows = ({"text": text + " " + "x" * 200} for text in prompts(n))
+        rows = ({"text": text + " " + "x" * 200} for text in prompt_stream(n))
         count = 0
         for count, _ in enumerate(nbllm.imap("{text}", rows, provider="ernie", concurrency=CONCURRENCY, rpm=0, tpm=0),
                                   start=1):
@@ -200,7 +206,7 @@ def memory(sizes: list[int]) -> dict[int, tuple[float, float, float]]:
             raise RuntimeError("imap lost rows")
 
     def keep_map(n: int, sample: Callable[[], None]) -> None:
-        rows = ({"text": text + " " + "x" * 200} for text in prompts(n))
+        rows = ({"text": text + " " + "x" * 200} for text in prompt_stream(n))
         answers = nbllm.map("{text}", rows, provider="ernie", concurrency=CONCURRENCY, rpm=0, tpm=0, progress=False)
         sample()
         if len(answers) != n:
