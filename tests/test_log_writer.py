@@ -156,3 +156,18 @@ def test_a_forked_worker_writes_its_own_rows(db: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(prompts(db)) == ["child", "parent"]
+
+
+def test_a_batch_row_leaves_nothing_behind_in_the_redaction_memo() -> None:
+    """Only what is sent again (system prompt, history) is remembered: a batch's prompts and answers
+    are new with every row, and remembering them kept up to 512 of them alive."""
+    from nbllm.log import record
+
+    system, history = "You label reviews. " * 5, "An earlier question, long enough to remember. " * 3
+    prompt, answer = "Label this review: the kettle boils fast. " * 3, "positive, because it boils fast. " * 3
+    row = exchange(prompt, answer, messages=[{"role": "system", "content": system},
+                                             {"role": "user", "content": history},
+                                             {"role": "user", "content": prompt}]).row()
+    assert (row["prompt"], row["answer"], row["system"]) == (prompt, answer, system)
+    assert system in record._memo and history in record._memo
+    assert prompt not in record._memo and answer not in record._memo

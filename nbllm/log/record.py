@@ -77,13 +77,15 @@ class Exchange:
         """
         secrets = secret_values()
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        messages = [{**m, "content": _redact_repeated(m.get("content"), secrets)} for m in values.pop("messages")]
+        sent = values.pop("messages")
+        messages = [{**m, "content": _redact_repeated(m.get("content"), secrets, remember=i < len(sent) - 1)}
+                    for i, m in enumerate(sent)]
         system = next((m["content"] for m in messages if m.get("role") == "system"), None)
         prompt = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         for name in SCANNED:
             if isinstance(values[name], str):
                 values[name] = redact(values[name], values=secrets)
-        values.update(answer=_redact_repeated(self.answer, secrets), messages=_json(messages),
+        values.update(answer=redact(self.answer, values=secrets), messages=_json(messages),
                       params=redact(_json(self.params), values=secrets), system=system, prompt=prompt,
                       cached=int(self.cached))
         return values
@@ -93,18 +95,20 @@ SCANNED = ("provider", "model", "host", "reasoning", "finish_reason", "error_mes
 """The string columns besides messages, answer and params that can hold text from a user or a provider."""
 
 
-# Every call resends the conversation so far, so most message texts were redacted before (an
-# answer is logged as an answer, then resent as history with each later call). Remembering the
-# redacted form keeps the log's cost per call to the new text, not the whole history; it is
-# recomputed whenever the secrets change (one registered, a key set in the environment).
+# Every call resends the conversation so far, so most message texts were redacted before (the
+# system prompt and the history). Remembering their redacted form keeps the log's cost per call
+# to the new text, not the whole history; it is recomputed whenever the secrets change (one
+# registered, a key set in the environment). The last message and the answer are new with each
+# call and are not remembered: a batch of a thousand rows would otherwise keep its last 512
+# prompts alive for nothing (they are remembered once they come back as history).
 _memo: dict[str, str] = {}
 _memo_secrets: frozenset[str] = frozenset()
 MEMO_SIZE = 512
 
 
-def _redact_repeated(text: Any, secrets: frozenset[str]) -> Any:
+def _redact_repeated(text: Any, secrets: frozenset[str], remember: bool = True) -> Any:
     global _memo_secrets
-    if not isinstance(text, str) or len(text) < 64:
+    if not isinstance(text, str) or len(text) < 64 or not remember:
         return redact(text, values=secrets) if isinstance(text, str) else text
     if secrets != _memo_secrets:
         _memo.clear()
