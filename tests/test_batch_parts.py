@@ -106,7 +106,7 @@ def test_templates_fill_from_every_row_shape() -> None:
 
 
 def test_template_fields_formats_and_literal_braces() -> None:
-    assert template_fields("{a} {{json}} {b:.2f} {a} {c[0]} {d.e}") == ["a", "b", "c", "d"]
+    assert template_fields("{a} {{json}} {b:.2f} {a} {c[0]} {d.e} {f:{w}}") == ["a", "b", "c", "d", "f", "w"]
     assert fill("{{x}} {p:.1f}", {"p": 2}, ["p"]) == "{x} 2.0"
 
 

@@ -7,13 +7,15 @@ cheap in tokens). A failed request fails the call: a matrix with holes in it is 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from nbllm.batch import embeddings
 from nbllm.batch.limiter import limiter_for
+from nbllm.batch.options import check_batch
 from nbllm.batch.outcome import Failed
 from nbllm.batch.runner import in_thread, run_bounded
+from nbllm.errors import ConfigError
 
 
 def run_embed(texts: str | Sequence[str], provider: str | None, model: str | None, batch_size: int | None,
@@ -22,7 +24,10 @@ def run_embed(texts: str | Sequence[str], provider: str | None, model: str | Non
     from nbllm.config import split_target
     from nbllm.session import default_session
 
+    check_batch("nbllm.embed", concurrency, batch_size=batch_size)
     single = isinstance(texts, str)
+    if not single and not isinstance(texts, Iterable):
+        raise ConfigError(f"nbllm.embed takes a text or a list of texts, not {type(texts).__name__}. Nothing was sent.")
     items = [texts] if single else [str(t) for t in texts]  # type: ignore[list-item]
     session = default_session()
     named_model = split_target(provider)[1] if provider else None

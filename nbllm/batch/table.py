@@ -10,12 +10,14 @@ a notebook; the progress bar and every result are handled in the caller's thread
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from nbllm.batch.limiter import RateLimiter, estimate_tokens, limiter_for
+from nbllm.batch.options import check_batch
 from nbllm.batch.outcome import Failed, Summary
 from nbllm.batch.rows import fill, is_frame, is_series, iter_rows, template_fields
 from nbllm.batch.runner import in_thread, run_bounded
@@ -80,8 +82,8 @@ class TableRun:
         streamed = bool(merged.pop("stream", True))
         return cls(prompt, chosen, model_name, system, merged, limiter, streamed, source)
 
-    def request(self, row: Any) -> ChatRequest:
-        prompt = fill(self.template, row, self.fields)
+    def request(self, row: Any, position: int | None = None) -> ChatRequest:
+        prompt = fill(self.template, row, self.fields, "this row" if position is None else f"row {position}")
         params = dict(self.params)
         timeout = params.pop("timeout", None)
         return ChatRequest(messages=as_messages(prompt, self.system), model=self.model, params=params, timeout=timeout)
@@ -91,7 +93,7 @@ class TableRun:
 
         A stream that breaks off raises (``StreamInterrupted``): its partial text is never an answer.
         """
-        request = self.request(row)
+        request = self.request(row, position)
         sent = "".join(m["content"] for m in request.messages)
         estimate = estimate_tokens(sent, request.params.get("max_tokens"))
         meta = {"cache": "on", "where": f"row {position} of the batch"}  # replay mode still wins (nbllm.log.cache)
@@ -104,10 +106,11 @@ class TableRun:
             self.limiter.settle(estimate, response.usage.total_tokens)
         return response.text
 
-    def check_first(self, rows: list[Any]) -> None:
-        """A template naming a column the first row lacks is a mistake to report before sending anything."""
-        if rows:
-            fill(self.template, rows[0], self.fields)
+    def check_rows(self, rows: list[Any]) -> None:
+        """Rows in hand are all filled before anything is sent: a column one row lacks, a row that is
+        no row, or a value its format does not fit is reported with its position, not left to fail."""
+        for position, row in enumerate(rows):
+            fill(self.template, row, self.fields, f"row {position}")
 
     async def stream(self, rows: Any, concurrency: int) -> AsyncIterator[tuple[int, str | Failed]]:
         """Every row's outcome as it finishes; this loop's HTTP client is closed at the end."""
@@ -118,6 +121,11 @@ class TableRun:
                 yield outcome
         finally:
             await self.provider.aclose()
+
+
+def _columns(rows: Any) -> list[Any]:
+    """The columns of an empty frame (a template naming another is still a mistake); a Series has ``text``."""
+    return list(rows.columns) if is_frame(rows) else ["text"]
 
 
 def _keys(rows: Any) -> list[Hashable] | None:
@@ -136,13 +144,16 @@ def run_map(prompt: str, rows: Any, provider: str | None, model: str | None, sys
             concurrency: int, rpm: float | None, tpm: float | None, progress: bool, params: dict[str, Any],
             source: str = "api") -> Any:
     """Answer every row; a list in row order (a Series with the frame's index for pandas input)."""
+    check_batch("nbllm.map" if source != "magic" else "%%llm --over", concurrency, rpm, tpm)
     run = TableRun.open(prompt, provider, model, system, rpm, tpm, params, source)
     keys = _keys(rows)
     items = list(iter_rows(rows)) if keys is None else None
     if items is not None:
-        run.check_first(items)
-    elif len(rows):
-        run.check_first([next(iter_rows(rows))])
+        run.check_rows(items)
+    elif len(rows):  # a DataFrame or Series: every row has the same columns, so the first one tells
+        run.check_rows(list(itertools.islice(iter_rows(rows), 1)))
+    else:  # no rows, but a template naming a column the table lacks is still a mistake
+        fill("", dict.fromkeys(_columns(rows)), run.fields, "the table")
     total = len(items) if items is not None else len(rows)
     values: list[Any] = [None] * total
     summary = Summary(total=total)
@@ -200,8 +211,14 @@ class Answers(list):  # type: ignore[type-arg]
 def run_imap(prompt: str, rows: Any, provider: str | None, model: str | None, system: str | None,
              concurrency: int, rpm: float | None, tpm: float | None, params: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
     """Yield ``(row key, answer or Failed)`` as rows finish; the key is the index label for pandas
-    input, else the row's position. Rows are read only as slots free, so any iterable streams."""
+    input, else the row's position. Rows are read only as slots free, so any iterable streams.
+    Bad options and a missing key fail here, at the call, not at the first ``next``."""
+    check_batch("nbllm.imap", concurrency, rpm, tpm)
     run = TableRun.open(prompt, provider, model, system, rpm, tpm, params)
+    return _imap(run, rows, concurrency)
+
+
+def _imap(run: TableRun, rows: Any, concurrency: int) -> Iterator[tuple[Any, Any]]:
     keys = _keys(rows)
     summary = Summary()
     for position, value in in_thread(lambda: run.stream(iter_rows(rows), concurrency)):

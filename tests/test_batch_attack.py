@@ -1,0 +1,143 @@
+"""Hostile and hurried input to nbllm.map / imap / embed and %%llm --over, against loopback servers.
+
+Each test is one finding of a red-team pass: it failed before its fix. Nothing here may send a
+request the user did not mean, and every mistake must be one paragraph before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import nbllm
+from nbllm.errors import ConfigError, ContextError, ProtocolError
+from tests.conftest import UseFake
+from tests.fakes.batch_server import ErrorReply, FakeBatchServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def ernie(use_fake: UseFake) -> Iterator[FakeBatchServer]:
+    with FakeBatchServer() as srv:
+        use_fake("ernie", srv)
+        yield srv
+
+
+def ask(template: str, rows: Any, **kw: Any) -> Any:
+    return nbllm.map(template, rows, provider="ernie", progress=False, rpm=0, **kw)
+
+
+# -- templates -------------------------------------------------------------------------------
+@pytest.mark.parametrize("template", ["{text.__class__}", "{text:{text.__class__}}", "{row.__init__.__globals__}",
+                                      "{text[0]._x}"])
+def test_a_template_never_reads_private_attributes(ernie: FakeBatchServer, template: str) -> None:
+    with pytest.raises(ContextError, match="never a _private one"):
+        ask(template, [{"text": "abc", "row": "r"}])
+    assert ernie.chat_requests == []
+
+
+def test_public_attributes_and_indexes_still_fill(ernie: FakeBatchServer) -> None:
+    from types import SimpleNamespace
+
+    answers = ask("{who.name} likes {tags[1]}", [{"who": SimpleNamespace(name="Li"), "tags": ["tea", "rain"]}])
+    assert list(answers) == ["echo: Li likes rain"]
+
+
+def test_braces_in_values_are_sent_as_they_are(ernie: FakeBatchServer) -> None:
+    value = "{x} {{y}} {text.__class__} {0}"
+    assert list(ask("Q: {text}", [value])) == [f"echo: Q: {value}"]
+
+
+@pytest.mark.parametrize("rows, where", [
+    ([{"a": 1, "b": 2}, {"a": 3}], r"\{b\}, which row 1 does not have"),
+    (["fine", 3], r"Row 1 \(int\) has no column names"),
+])
+def test_a_later_row_without_the_column_fails_before_anything_is_sent(ernie: FakeBatchServer, rows: list[Any],
+                                                                       where: str) -> None:
+    template = "{a} {b}" if isinstance(rows[0], dict) else "{text}"
+    with pytest.raises(ContextError, match=where):
+        ask(template, rows)
+    assert ernie.chat_requests == []
+
+
+def test_a_format_a_later_value_does_not_fit_is_reported_before_sending(ernie: FakeBatchServer) -> None:
+    with pytest.raises(ContextError, match=r"could not be filled from row 2 .*NoneType"):
+        ask("Price {p:.2f}", [{"p": 1.5}, {"p": 2}, {"p": None}])
+    with pytest.raises(ContextError, match=r"could not be filled from row 0 .*Unknown format code"):
+        ask("{text:.2f}", ["a string"])
+    assert ernie.chat_requests == []
+
+
+def test_a_field_nested_in_a_format_spec_is_a_column_too(ernie: FakeBatchServer) -> None:
+    with pytest.raises(ContextError, match=r"\{digits\}, which row 0 does not have"):
+        ask("{p:.{digits}f}", [{"p": 1.0}])
+    assert list(ask("{p:.{digits}f}", [{"p": 1.0, "digits": 3}])) == ["echo: 1.000"]
+
+
+def test_an_empty_table_still_checks_its_columns(ernie: FakeBatchServer) -> None:
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ContextError, match=r"\{review\}, which the table does not have \(its columns: text\)"):
+        ask("{review}", pd.DataFrame({"text": []}))
+    assert list(ask("{text}", pd.DataFrame({"text": []}))) == []
+
+
+# -- the numbers a run takes -------------------------------------------------------------------
+@pytest.mark.parametrize("options, word", [
+    ({"concurrency": 0}, "concurrency"), ({"concurrency": -1}, "concurrency"), ({"concurrency": "4"}, "concurrency"),
+    ({"concurrency": 2.5}, "concurrency"), ({"rpm": -5}, "rpm"), ({"rpm": "60"}, "rpm"),
+    ({"rpm": float("nan")}, "rpm"), ({"tpm": "x"}, "tpm"), ({"tpm": -1}, "tpm"),
+])
+def test_bad_run_numbers_are_one_paragraph_before_sending(ernie: FakeBatchServer, options: dict[str, Any],
+                                                          word: str) -> None:
+    rows = ["never sent"]
+    with pytest.raises(ConfigError, match=rf"nbllm.map: {word} takes .*Nothing was sent"):
+        nbllm.map("{text}", rows, provider="ernie", progress=False, **options)
+    with pytest.raises(ConfigError, match=rf"nbllm.imap: {word} takes"):
+        nbllm.imap("{text}", rows, provider="ernie", **options)  # at the call, not at the first next()
+    assert ernie.chat_requests == []
+
+
+@pytest.mark.parametrize("texts, options, message", [
+    (["a"], {"concurrency": 0}, "concurrency takes"),
+    (["a", "b"], {"batch_size": 0}, "batch_size takes"),
+    (["a", "b"], {"batch_size": -2}, "batch_size takes"),
+    (None, {}, "takes a text or a list of texts, not NoneType"),
+])
+def test_bad_embed_arguments_are_one_paragraph(ernie: FakeBatchServer, texts: Any, options: dict[str, Any],
+                                               message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        nbllm.embed(texts, provider="ernie", **options)
+    assert ernie.embed_requests == []
+
+
+# -- a hostile embeddings server -----------------------------------------------------------------
+def _item(index: Any, vector: Any) -> dict[str, Any]:
+    return {"object": "embedding", "index": index, "embedding": vector}
+
+
+@pytest.mark.parametrize("body, problem", [
+    ({"data": [_item(0, [1.0, 2.0]), _item(0, [3.0, 4.0])]}, "indexes"),
+    ({"data": [_item(5, [1.0, 2.0]), _item(7, [3.0, 4.0])]}, "indexes"),
+    ({"data": [_item("1", [1.0, 2.0]), _item(0, [3.0, 4.0])]}, "indexes"),
+    ({"data": [_item(0, [1.0, 2.0]), _item(1, [3.0])]}, "different lengths"),
+    ({"data": [_item(0, [1.0] * 9 + ["x"]), _item(1, [3.0] * 10)]}, "not a finite number"),
+    ({"data": [_item(0, [True, False]), _item(1, [3.0, 4.0])]}, "not a finite number"),
+    (b'{"data": [{"index": 0, "embedding": [NaN, 1.0]}, {"index": 1, "embedding": [3.0, 4.0]}]}', "not a finite"),
+    ({"data": [_item(0, [1.0, 2.0])]}, "got 1 vectors"),
+])
+def test_an_embeddings_answer_that_does_not_fit_the_texts_is_refused(ernie: FakeBatchServer, body: Any,
+                                                                     problem: str) -> None:
+    ernie.enqueue(ErrorReply(200, body, content_type="application/json"))
+    with pytest.raises(ProtocolError, match=problem):
+        nbllm.embed(["first", "second"], provider="ernie")
+
+
+def test_vectors_come_back_in_index_order_or_as_sent_without_indexes(ernie: FakeBatchServer) -> None:
+    pytest.importorskip("numpy")
+    ernie.enqueue(ErrorReply(200, {"data": [_item(1, [2.0, 2.0]), _item(0, [1.0, 1.0])]}))
+    assert nbllm.embed(["a", "b"], provider="ernie").tolist() == [[1.0, 1.0], [2.0, 2.0]]
+    ernie.enqueue(ErrorReply(200, {"data": [{"embedding": [3.0, 3.0]}, {"embedding": [4.0, 4.0]}]}))
+    assert nbllm.embed(["c", "d"], provider="ernie").tolist() == [[3.0, 3.0], [4.0, 4.0]]
