@@ -6,6 +6,8 @@ request the user did not mean, and every mistake must be one paragraph before an
 
 from __future__ import annotations
 
+import _thread
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ import nbllm
 from nbllm.errors import ConfigError, ContextError, ProtocolError
 from tests.conftest import UseFake
 from tests.fakes.batch_server import ErrorReply, FakeBatchServer
+from tests.magics_shell import Shell
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -141,3 +144,42 @@ def test_vectors_come_back_in_index_order_or_as_sent_without_indexes(ernie: Fake
     assert nbllm.embed(["a", "b"], provider="ernie").tolist() == [[1.0, 1.0], [2.0, 2.0]]
     ernie.enqueue(ErrorReply(200, {"data": [{"embedding": [3.0, 3.0]}, {"embedding": [4.0, 4.0]}]}))
     assert nbllm.embed(["c", "d"], provider="ernie").tolist() == [[3.0, 3.0], [4.0, 4.0]]
+
+
+# -- %%llm --over ------------------------------------------------------------------------------
+@pytest.mark.parametrize("line, message", [
+    ("%%llm -p ernie --over rows -o class", "-o needs a variable name, got 'class'"),
+    ("%%llm -p ernie --over rows -o rows", "would replace the rows themselves"),
+    ("%%llm -p ernie --over rows -o out --rpm -3", "rpm takes requests a minute"),
+])
+def test_cell_over_refuses_outputs_and_rates_that_lose_data(ipy: Shell, ernie: FakeBatchServer, line: str,
+                                                            message: str) -> None:
+    rows = ["a", "b"]
+    ipy.shell.user_ns["rows"] = rows
+    cell = ipy.run(f"{line}\nQ: {{text}}")
+    assert cell.error is not None and message in str(cell.error)
+    assert ipy.shell.user_ns["rows"] is rows and ernie.chat_requests == []
+
+
+def test_interrupting_a_cell_over_keeps_finished_rows_and_a_rerun_sends_only_the_rest(
+        ipy: Shell, ernie: FakeBatchServer) -> None:
+    ernie.delay = 0.1
+    ipy.shell.user_ns["rows"] = [str(i) for i in range(80)]
+    cell_text = "%%llm -p ernie --over rows -o labels --rpm 0 --concurrency 2\nQ: {text}"
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    cell = ipy.run(cell_text)
+    timer.cancel()
+    assert isinstance(cell.error, KeyboardInterrupt)
+    assert "The answers so far are in labels." in cell.stderr + cell.stdout
+    first = list(ipy.shell.user_ns["labels"])
+    answered = {i for i, v in enumerate(first) if isinstance(v, str)}
+    assert len(first) == 80 and answered and len(answered) < 80
+    assert all(first[i] == f"echo: Q: {i}" for i in answered)
+    sent = len(ernie.chat_requests)
+    ernie.delay = 0.0
+    again = ipy.run(cell_text)
+    assert again.error is None
+    assert list(ipy.shell.user_ns["labels"]) == [f"echo: Q: {i}" for i in range(80)]
+    resent = {int(r.json["messages"][-1]["content"].removeprefix("Q: ")) for r in ernie.chat_requests[sent:]}
+    assert resent == set(range(80)) - answered  # finished rows came from the log

@@ -33,9 +33,11 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(str(summary))
         self.results = results
         self.summary = summary
+        self.kept_in: str | None = None  # the variable %%llm --over -o put the results in
 
     def _render_traceback_(self) -> list[str]:
-        return [f"Interrupted: {self.summary} The answers so far are in sys.last_value.results."]
+        where = self.kept_in or "sys.last_value.results"
+        return [f"Interrupted: {self.summary} The answers so far are in {where}."]
 
 
 def limits(provider_rpm: int | None, provider_tpm: int | None, rpm: float | None,
