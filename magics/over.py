@@ -30,7 +30,7 @@ def run_over(ctx: MagicContext, args: argparse.Namespace, cell: str) -> Any:
     from nbllm.batch.table import Interrupted, run_map
 
     provider = targets.names[0] if targets.names else None
-    params = call_params(args) | ({"stream": False} if args.no_stream else {})
+    params = call_params(args) | ({"stream": False} if args.no_stream else {}) | ({"cache": args.cache} if args.cache else {})
     try:
         answers = run_map(template, shell.user_ns[args.over], provider, args.model, args.system,
                           args.concurrency, args.rpm, args.tpm, True, params, source="magic")

@@ -183,3 +183,26 @@ def test_interrupting_a_cell_over_keeps_finished_rows_and_a_rerun_sends_only_the
     assert list(ipy.shell.user_ns["labels"]) == [f"echo: Q: {i}" for i in range(80)]
     resent = {int(r.json["messages"][-1]["content"].removeprefix("Q: ")) for r in ernie.chat_requests[sent:]}
     assert resent == set(range(80)) - answered  # finished rows came from the log
+
+
+# -- the cache word -------------------------------------------------------------------------------
+def test_cache_is_nbllms_word_never_sent_to_the_provider(ernie: FakeBatchServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    ask("{text}", ["again"])
+    sent = len(ernie.chat_requests)
+    assert list(ask("{text}", ["again"], cache="off")) == ["echo: again"]  # asked again, as for nbllm.chat
+    assert len(ernie.chat_requests) == sent + 1
+    assert all("cache" not in r.json for r in ernie.chat_requests)
+    assert list(ask("{text}", ["again"])) == ["echo: again"] and len(ernie.chat_requests) == sent + 1  # resumes
+    with pytest.raises(ConfigError, match="cache must be off, on or replay"):
+        ask("{text}", ["again"], cache="sometimes")
+    monkeypatch.setenv("NBLLM_CACHE", "replay")  # replay from the environment wins over cache="off"
+    assert ask("{text}", ["never asked"], cache="off")[0].reason == "ReplayMissError"
+    assert len(ernie.chat_requests) == sent + 1
+
+
+def test_cell_over_no_cache_asks_every_row_again(ipy: Shell, ernie: FakeBatchServer) -> None:
+    ipy.shell.user_ns["rows"] = ["a", "b"]
+    assert ipy.run("%%llm -p ernie --over rows -o out --rpm 0\nQ: {text}").error is None
+    assert len(ernie.chat_requests) == 2
+    assert ipy.run("%%llm -p ernie --over rows -o out --rpm 0 --no-cache\nQ: {text}").error is None
+    assert len(ernie.chat_requests) == 4 and all("cache" not in r.json for r in ernie.chat_requests)

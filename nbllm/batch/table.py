@@ -60,6 +60,7 @@ class TableRun:
     limiter: RateLimiter
     streamed: bool = True
     source: str = "api"
+    cache: str = "on"  # "on" resumes from the log; "off" asks again; replay from the environment still wins
     fields: list[str] = field(default_factory=list)
     answered_from_log: int = 0
 
@@ -70,19 +71,20 @@ class TableRun:
     def open(cls, prompt: str, provider: str | None, model: str | None, system: str | None,
              rpm: float | None, tpm: float | None, params: dict[str, Any], source: str = "api") -> TableRun:
         """Resolve the provider (a missing key fails here, before any row) and its shared limiter."""
-        from nbllm.log.cache import resolve_mode
+        from nbllm.log.cache import check_mode, resolve_mode
         from nbllm.session import default_session
         from nbllm.validate import check_options
 
+        cache = check_mode(params.pop("cache", None) or "on", "cache")  # nbllm's own, never a provider option
         check_options(params)
         session = default_session()
-        replaying = resolve_mode("on") == "replay"  # replay needs no key: no row reaches the provider
+        replaying = resolve_mode(cache) == "replay"  # replay needs no key: no row reaches the provider
         chosen, model_name = session.resolve(provider, model, key_required=not replaying)
         spec = chosen.spec
         limiter = limiter_for(spec.id, spec.base_url, *limits(spec.rpm, spec.tpm, rpm, tpm))
         merged = {**session.params, **{k: v for k, v in params.items() if v is not None}}
         streamed = bool(merged.pop("stream", True))
-        return cls(prompt, chosen, model_name, system, merged, limiter, streamed, source)
+        return cls(prompt, chosen, model_name, system, merged, limiter, streamed, source, cache)
 
     def request(self, row: Any, position: int | None = None) -> ChatRequest:
         prompt = fill(self.template, row, self.fields, "this row" if position is None else f"row {position}")
@@ -98,7 +100,7 @@ class TableRun:
         request = self.request(row, position)
         sent = "".join(m["content"] for m in request.messages)
         estimate = estimate_tokens(sent, request.params.get("max_tokens"))
-        meta = {"cache": "on", "where": f"row {position} of the batch"}  # replay mode still wins (nbllm.log.cache)
+        meta = {"cache": self.cache, "where": f"row {position} of the batch"}  # replay mode still wins (nbllm.log.cache)
         response = self.provider.arespond(request, stream=self.streamed, source=self.source, meta=meta,
                                           gate=self.limiter, tokens=estimate)
         await response.areply()
