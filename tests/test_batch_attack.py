@@ -206,3 +206,22 @@ def test_cell_over_no_cache_asks_every_row_again(ipy: Shell, ernie: FakeBatchSer
     assert len(ernie.chat_requests) == 2
     assert ipy.run("%%llm -p ernie --over rows -o out --rpm 0 --no-cache\nQ: {text}").error is None
     assert len(ernie.chat_requests) == 4 and all("cache" not in r.json for r in ernie.chat_requests)
+
+
+# -- a provider that says to wait ----------------------------------------------------------------------
+@pytest.mark.parametrize("retry_after", ["garbage", "nan", "-5", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_a_long_or_garbage_retry_after_never_stalls_in_silence(ernie: FakeBatchServer,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str],
+                                                               retry_after: str) -> None:
+    from nbllm.batch import limiter
+    from nbllm.providers import http
+
+    monkeypatch.setattr(http, "MAX_RETRY_WAIT", 0.8)  # the engine's cap on any one wait (60 s in use)
+    monkeypatch.setattr(limiter, "NOTICE_S", 0.7)  # above the first backoff without Retry-After (at most 0.625 s)
+    ernie.enqueue(ErrorReply(429, {"error": {"code": "rate_limit", "message": "slow down"}},
+                             headers={"Retry-After": retry_after}))
+    assert list(ask("{text}", [f"after {retry_after}"])) == [f"echo: after {retry_after}"]
+    err = capsys.readouterr().err
+    capped = retry_after.startswith("Wed")  # a date 70 years away: waited the cap, and said so
+    assert ("ernie asked to slow down (rate limit): every request to it waits 1 s" in err) is capped, err
