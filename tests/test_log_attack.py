@@ -201,3 +201,31 @@ def test_cache_import_keeps_a_good_answer_whose_figures_are_garbage(tmp_path: Pa
     assert status == 0 and {r["answer"] for r in listed} == {"answer", "other"}
     assert all(r["total_tokens"] is None and r["total_s"] is None for r in listed)
     assert run(capsys, "logs")[0] == 0 and run(capsys, "logs", "show", "1")[0] == 0
+
+
+# -- a full disk ------------------------------------------------------------------------------------
+FULL_DISK = """
+import os, resource, sys
+import nbllm
+from nbllm.log.store import close_all
+nbllm.chat("before the disk filled", provider="ernie")
+close_all()
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # a write past this fails: a full disk
+for i in range(2):
+    reply = nbllm.chat(f"big {i} " + "x" * 150_000, provider="ernie")
+    print(len(reply.text), reply.meta.get("log_id"), flush=True)
+"""
+
+
+def test_a_full_disk_warns_says_why_and_keeps_the_log(ernie: FakeBatchServer, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("resource")
+    path = use_log(monkeypatch, tmp_path / "full.db")
+    done = subprocess.run([sys.executable, "-c", FULL_DISK], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["150012", "None", "150012", "None"]  # every answer, none logged
+    assert done.stderr.count("was not written to the log") == 2 and "the disk may be full" in done.stderr
+    status, out, _ = run(capsys, "logs")
+    assert status == 0 and "before the disk filled" in out and path.exists()  # the file still reads

@@ -230,6 +230,8 @@ def _reason(exc: Exception) -> str:
                 "exchanges are logged only if the file is free at once")
     if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
         return f"{text}: make it writable, or set NBLLM_LOG to another file"
+    if "disk I/O error" in text or "disk is full" in text or isinstance(exc, OSError) and exc.errno in (27, 28):  # EFBIG, ENOSPC
+        return f"{text}: the disk may be full (or the file at its size limit); free space, or set NBLLM_LOG to another file"
     if "no column named" in text or "no such column" in text:
         return f"{text}: the file looks like a newer nbllm's log; upgrade nbllm, or set NBLLM_LOG to another file"
     if "not a database" in text or "malformed" in text:
