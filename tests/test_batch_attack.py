@@ -225,3 +225,11 @@ def test_a_long_or_garbage_retry_after_never_stalls_in_silence(ernie: FakeBatchS
     err = capsys.readouterr().err
     capped = retry_after.startswith("Wed")  # a date 70 years away: waited the cap, and said so
     assert ("ernie asked to slow down (rate limit): every request to it waits 1 s" in err) is capped, err
+
+
+def test_a_provider_without_an_embeddings_protocol_says_so_even_with_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QIANFAN_AK", "ak-not-used-1234567890")
+    monkeypatch.setenv("QIANFAN_SK", "sk-not-used-1234567890")
+    for model in (None, "embedding-v1"):
+        with pytest.raises(ConfigError, match=r"ernie-v1\) serves no embeddings nbllm can call"):
+            nbllm.embed(["a"], provider="ernie-v1", model=model)

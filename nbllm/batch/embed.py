@@ -34,6 +34,7 @@ def run_embed(texts: str | Sequence[str], provider: str | None, model: str | Non
     timeout = params.pop("timeout", None)
     chosen, _ = session.resolve(provider, None)
     spec = chosen.spec
+    embeddings.wire(spec)  # a provider with no embeddings protocol says so before any advice on models
     model_name = embeddings.embedding_model(spec, model or named_model)
     size = embeddings.batch_size(spec, batch_size)
     limiter = limiter_for(spec.id, spec.base_url + "#embeddings", spec.rpm, None)
