@@ -233,3 +233,21 @@ def test_a_provider_without_an_embeddings_protocol_says_so_even_with_a_model(mon
     for model in (None, "embedding-v1"):
         with pytest.raises(ConfigError, match=r"ernie-v1\) serves no embeddings nbllm can call"):
             nbllm.embed(["a"], provider="ernie-v1", model=model)
+
+
+@pytest.mark.parametrize("texts, message", [
+    (["fine", "", "also fine"], r"text 1 is empty \(or only spaces\)"),
+    (["fine", "   \n", ""], r"text 1 is empty \(or only spaces\) \(and 1 more\)"),
+    (["fine", None], r"text 1 is NoneType None, not a text"),
+    (["fine", float("nan")], r"text 1 is float nan, not a text"),
+    ("", r"text 0 is empty"),
+])
+def test_embed_refuses_empty_and_missing_texts_before_sending(ernie: FakeBatchServer, texts: Any,
+                                                               message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        nbllm.embed(texts, provider="ernie")
+    assert ernie.embed_requests == []
+
+
+def test_embed_of_nothing_sends_nothing(ernie: FakeBatchServer) -> None:
+    assert len(nbllm.embed([], provider="ernie")) == 0 and ernie.embed_requests == []

@@ -28,7 +28,8 @@ def run_embed(texts: str | Sequence[str], provider: str | None, model: str | Non
     single = isinstance(texts, str)
     if not single and not isinstance(texts, Iterable):
         raise ConfigError(f"nbllm.embed takes a text or a list of texts, not {type(texts).__name__}. Nothing was sent.")
-    items = [texts] if single else [str(t) for t in texts]  # type: ignore[list-item]
+    items = [texts] if single else list(texts)  # type: ignore[list-item]
+    _check_texts(items)
     session = default_session()
     named_model = split_target(provider)[1] if provider else None
     timeout = params.pop("timeout", None)
@@ -59,6 +60,21 @@ def run_embed(texts: str | Sequence[str], provider: str | None, model: str | Non
         offset, vectors = outcome
         found[offset : offset + len(vectors)] = vectors
     return _shape(found, single)
+
+
+def _check_texts(items: list[Any]) -> None:
+    """Every item a text with something in it, before anything is sent: OpenAI-compatible APIs refuse
+    a whole request over one empty string ("'$.input' is invalid"), and a missing value (None, NaN)
+    turned into the text "None" or "nan" would get a vector that means nothing."""
+    bad = [i for i, t in enumerate(items) if not isinstance(t, str) or not t.strip()]
+    if not bad:
+        return
+    first = items[bad[0]]
+    what = "empty (or only spaces)" if isinstance(first, str) else f"{type(first).__name__} {first!r}, not a text"
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    raise ConfigError(f"nbllm.embed: text {bad[0]} is {what}{more}; providers refuse empty texts and a missing "
+                      "value has no meaning to embed. Drop or fill them first (e.g. df['text'].dropna(), then "
+                      "skip blank ones). Nothing was sent.")
 
 
 def _shape(found: list[Any], single: bool) -> Any:
