@@ -9,6 +9,7 @@ from __future__ import annotations
 import _thread
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,3 +252,56 @@ def test_embed_refuses_empty_and_missing_texts_before_sending(ernie: FakeBatchSe
 
 def test_embed_of_nothing_sends_nothing(ernie: FakeBatchServer) -> None:
     assert len(nbllm.embed([], provider="ernie")) == 0 and ernie.embed_requests == []
+
+
+# -- checked by the pass and holding: kept so they keep holding ---------------------------------------
+def test_a_key_in_rows_system_params_and_server_errors_never_reaches_any_output(
+        use_fake: UseFake, capsys: pytest.CaptureFixture[str]) -> None:
+    import glob
+    import os
+
+    from nbllm.cli import main
+    from nbllm.log import store
+    from tests.fakes.openai_server import qianfan_error
+
+    with FakeBatchServer() as srv:
+        key = use_fake("ernie", srv, key="sk-redteam-KEYTEXT-0123456789abcdef")
+        srv.answers[f"bad {key}"] = qianfan_error(400, "invalid", f"the key {key} is not allowed here")
+        answers = nbllm.map("{text}", [f"row {key}", f"bad {key}"], provider="ernie", progress=False,
+                            system=f"system {key}", user=key)
+        streamed = list(nbllm.imap("{text}", [f"imap {key}"], provider="ernie"))
+        shown = [repr(answers), str(answers.summary), repr(answers[1]), str(answers[1].error), repr(streamed)]
+        store.close_all()
+        for argv in (["logs", "--json"], ["logs", "show", "1"], ["logs", "show", "2"], ["logs"]):
+            assert main(argv) == 0
+        out = capsys.readouterr()
+        shown += [out.out, out.err]
+        files = glob.glob(os.environ["NBLLM_LOG"] + "*")
+        raw = b"".join(Path(f).read_bytes() for f in files)
+        assert any(key in r.json["messages"][-1]["content"] for r in srv.chat_requests)  # the key was really there
+    assert answers[1].reason == "BadRequestError" and "not allowed here" in answers[1].message
+    assert "KEYTEXT" not in "\n".join(shown) and b"KEYTEXT" not in raw
+
+
+def test_maps_from_several_threads_at_once_each_get_their_own_answers(ernie: FakeBatchServer) -> None:
+    ernie.delay = 0.01
+    results: dict[int, Any] = {}
+
+    def run(n: int) -> None:
+        results[n] = ask("{text}", [f"t{n}-{i}" for i in range(20)], concurrency=4)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {n: list(r) for n, r in results.items()} == {n: [f"echo: t{n}-{i}" for i in range(20)] for n in range(4)}
+
+
+def test_an_abandoned_imap_leaves_no_thread_behind(ernie: FakeBatchServer) -> None:
+    ernie.delay = 0.02
+    it = nbllm.imap("{text}", (f"lazy {i}" for i in range(10_000)), provider="ernie", concurrency=2, rpm=0)
+    next(it)
+    it.close()  # what leaving a for loop early does
+    assert not [t for t in threading.enumerate() if t.name == "nbllm-batch"]
+    assert len(ernie.chat_requests) < 100  # bounded by concurrency and the hand-off buffer, not the input

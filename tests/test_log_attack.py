@@ -229,3 +229,18 @@ def test_a_full_disk_warns_says_why_and_keeps_the_log(ernie: FakeBatchServer, tm
     assert done.stderr.count("was not written to the log") == 2 and "the disk may be full" in done.stderr
     status, out, _ = run(capsys, "logs")
     assert status == 0 and "before the disk filled" in out and path.exists()  # the file still reads
+
+
+# -- the cache key ------------------------------------------------------------------------------------
+def test_the_cache_never_answers_a_request_that_differs_in_what_decides_the_answer(ernie: FakeBatchServer) -> None:
+    base: dict[str, Any] = {"provider": "ernie", "cache": "on"}
+    variants: list[dict[str, Any]] = [
+        {}, {"system": "Be brief."}, {"system": "Be verbose."}, {"model": "ernie-4.0-8k"},
+        {"temperature": 0.0}, {"temperature": 0.8}, {"max_tokens": 5}, {"stop": ["x"]}, {"stop": "['x']"},
+    ]
+    for extra in variants:
+        nbllm.chat("the same prompt", **{**base, **extra})
+    assert len(ernie.chat_requests) == len(variants)  # every variant asked the provider once
+    for extra in variants:
+        assert nbllm.chat("the same prompt", **{**base, **extra}).cached  # and each repeat is its own hit
+    assert len(ernie.chat_requests) == len(variants)
