@@ -42,7 +42,7 @@ class RateLimiter:
             if self.rpm:
                 self._next_request = start + 60.0 / self.rpm
             if self.tpm and tokens > 0:
-                self._tokens_free = start + tokens * 60.0 / self.tpm
+                self._tokens_free = start + self._held(tokens) * 60.0 / self.tpm
             return start
 
     async def acquire(self, tokens: int = 0) -> None:
@@ -60,7 +60,13 @@ class RateLimiter:
         if not self.tpm or actual is None or actual == estimated:
             return
         with self._lock:
-            self._tokens_free += (actual - estimated) * 60.0 / self.tpm
+            self._tokens_free += (self._held(actual) - self._held(estimated)) * 60.0 / self.tpm
+
+    def _held(self, tokens: int) -> float:
+        """Tokens a request holds the next one back for: at most one minute's worth. A bigger
+        request (a 10 MB row, ``max_tokens=10**9``) cannot fit the limit anyway, and spacing it
+        fully would stall every later row for hours on an estimate."""
+        return min(tokens, self.tpm or tokens)
 
     def pause(self, seconds: float) -> None:
         """Hold every worker back ``seconds`` from now (a 429 and its Retry-After)."""
