@@ -244,3 +244,17 @@ def test_the_cache_never_answers_a_request_that_differs_in_what_decides_the_answ
     for extra in variants:
         assert nbllm.chat("the same prompt", **{**base, **extra}).cached  # and each repeat is its own hit
     assert len(ernie.chat_requests) == len(variants)
+
+
+def test_replay_with_an_unreadable_log_says_the_log_is_broken_not_that_it_lacks_the_answer(
+        ernie: FakeBatchServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbllm.errors import ReplayMissError
+
+    path = use_log(monkeypatch, tmp_path / "notes.db")
+    path.write_text("not a database, someone's notes\n" * 100, encoding="utf-8")
+    monkeypatch.setenv("NBLLM_CACHE", "replay")
+    with pytest.raises(ReplayMissError, match=r"notes.db, which could not be read \(file is not a database"):
+        nbllm.chat("anything", provider="ernie")
+    failed = nbllm.map("{text}", ["row"], provider="ernie", progress=False)[0]
+    assert failed.reason == "ReplayMissError" and "could not be read" in failed.message
+    assert ernie.chat_requests == []
