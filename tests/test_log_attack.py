@@ -258,3 +258,15 @@ def test_replay_with_an_unreadable_log_says_the_log_is_broken_not_that_it_lacks_
     failed = nbllm.map("{text}", ["row"], provider="ernie", progress=False)[0]
     assert failed.reason == "ReplayMissError" and "could not be read" in failed.message
     assert ernie.chat_requests == []
+
+
+def test_a_relative_log_path_does_not_move_when_the_notebook_changes_folder(
+        ernie: FakeBatchServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "project")
+    use_log(monkeypatch, Path("run-log.db"))
+    nbllm.chat("asked once", provider="ernie")
+    monkeypatch.chdir(tmp_path / "project" / "data")  # %cd data
+    assert nbllm.chat("asked once", provider="ernie", cache="on").cached
+    assert len(ernie.chat_requests) == 1
+    assert not (tmp_path / "project" / "data" / "run-log.db").exists()
