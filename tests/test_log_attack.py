@@ -270,3 +270,17 @@ def test_a_relative_log_path_does_not_move_when_the_notebook_changes_folder(
     assert nbllm.chat("asked once", provider="ernie", cache="on").cached
     assert len(ernie.chat_requests) == 1
     assert not (tmp_path / "project" / "data" / "run-log.db").exists()
+
+
+def test_an_answer_with_a_lone_surrogate_is_still_logged_and_resumes(ernie: FakeBatchServer,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.fakes.batch_server import ErrorReply
+
+    body = (b'{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant",'
+            b'"content":"ok \\ud800 end"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,'
+            b'"total_tokens":3}}')  # JSON may escape half a surrogate pair; Python decodes it to a lone one
+    ernie.enqueue(ErrorReply(200, body, content_type="application/json"))
+    first = nbllm.map("{text}", ["odd bytes"], provider="ernie", progress=False, stream=False)
+    assert first[0].startswith("ok ") and "not written" not in capsys.readouterr().err
+    again = nbllm.map("{text}", ["odd bytes"], provider="ernie", progress=False, stream=False)
+    assert again[0] == "ok \ufffd end" and len(ernie.chat_requests) == 1  # from the log

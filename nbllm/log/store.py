@@ -10,6 +10,7 @@ shown and one warning says the exchange was not logged (docs/exchange-log.md#con
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import sys
 import threading
@@ -121,7 +122,10 @@ class LogStore:
                     self._conn = connect(self.path)
                 if not wait:
                     self._conn.execute("PRAGMA busy_timeout = 0")
-                found = int(self._conn.execute(_INSERT, [row[c] for c in COLUMNS]).lastrowid or 0)
+                try:
+                    found = int(self._conn.execute(_INSERT, [row[c] for c in COLUMNS]).lastrowid or 0)
+                except UnicodeEncodeError:  # a lone surrogate ("\ud800" escaped in a provider's JSON)
+                    found = int(self._conn.execute(_INSERT, [_encodable(row[c]) for c in COLUMNS]).lastrowid or 0)
                 if not wait:
                     self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
                 return found
@@ -161,6 +165,16 @@ class LogStore:
     def close(self) -> None:
         with self._lock:
             self._close()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(value: object) -> object:
+    """Text SQLite can store as UTF-8: a lone surrogate becomes U+FFFD, as any UTF-8 decoder shows it."""
+    if not isinstance(value, str):
+        return value
+    return _SURROGATE.sub("\ufffd", value)
 
 
 _stores: dict[Path, LogStore] = {}
