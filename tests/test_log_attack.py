@@ -284,3 +284,13 @@ def test_an_answer_with_a_lone_surrogate_is_still_logged_and_resumes(ernie: Fake
     assert first[0].startswith("ok ") and "not written" not in capsys.readouterr().err
     again = nbllm.map("{text}", ["odd bytes"], provider="ernie", progress=False, stream=False)
     assert again[0] == "ok \ufffd end" and len(ernie.chat_requests) == 1  # from the log
+
+
+@pytest.mark.parametrize("value, off", [("OFF", True), (" off ", True), ("No", True), ("", False), ("  ", False)])
+def test_log_off_words_in_any_case_and_an_empty_value_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               value: str, off: bool) -> None:
+    from nbllm.log.paths import default_log_path, log_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("NBLLM_LOG", value)
+    assert log_path() == (None if off else default_log_path())
