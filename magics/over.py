@@ -25,6 +25,9 @@ def run_over(ctx: MagicContext, args: argparse.Namespace, cell: str) -> Any:
     if targets.mode != "single":
         raise UsageError("--over sends every row to one provider; name one (compare a sample of rows first).")
     shell = ctx.shell
+    if not args.over.isidentifier():
+        raise UsageError(f"--over takes the name of a variable, not {args.over!r}: assign it first "
+                         f"(rows = {args.over}) and write --over rows.")
     if args.over not in shell.user_ns:
         raise UsageError(f"--over names {args.over!r}, which is not a variable in this notebook.")
     from nbllm.batch.table import Interrupted, run_map

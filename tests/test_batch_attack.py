@@ -152,6 +152,7 @@ def test_vectors_come_back_in_index_order_or_as_sent_without_indexes(ernie: Fake
     ("%%llm -p ernie --over rows -o class", "-o needs a variable name, got 'class'"),
     ("%%llm -p ernie --over rows -o rows", "would replace the rows themselves"),
     ("%%llm -p ernie --over rows -o out --rpm -3", "rpm takes requests a minute"),
+    ("%%llm -p ernie --over rows[:1] -o out", "assign it first (rows = rows[:1]) and write --over rows"),
 ])
 def test_cell_over_refuses_outputs_and_rates_that_lose_data(ipy: Shell, ernie: FakeBatchServer, line: str,
                                                             message: str) -> None:
