@@ -306,3 +306,9 @@ def test_an_abandoned_imap_leaves_no_thread_behind(ernie: FakeBatchServer) -> No
     it.close()  # what leaving a for loop early does
     assert not [t for t in threading.enumerate() if t.name == "nbllm-batch"]
     assert len(ernie.chat_requests) < 100  # bounded by concurrency and the hand-off buffer, not the input
+
+
+def test_map_inside_a_cell_that_awaits_runs_beside_the_kernels_loop(ipy: Shell, ernie: FakeBatchServer) -> None:
+    cell = ipy.run("import asyncio, nbllm\nawait asyncio.sleep(0)\n"
+                   "inside = nbllm.map('{text}', ['x', 'y'], provider='ernie', progress=False, rpm=0)")
+    assert cell.error is None and list(ipy.shell.user_ns["inside"]) == ["echo: x", "echo: y"]
