@@ -312,3 +312,15 @@ def test_map_inside_a_cell_that_awaits_runs_beside_the_kernels_loop(ipy: Shell, 
     cell = ipy.run("import asyncio, nbllm\nawait asyncio.sleep(0)\n"
                    "inside = nbllm.map('{text}', ['x', 'y'], provider='ernie', progress=False, rpm=0)")
     assert cell.error is None and list(ipy.shell.user_ns["inside"]) == ["echo: x", "echo: y"]
+
+
+def test_swapped_arguments_and_a_non_text_system_are_one_paragraph(ernie: FakeBatchServer) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"text": ["a"]})
+    with pytest.raises(ContextError, match=r"template comes first and is a str.*not DataFrame \(the rows go second\)"):
+        nbllm.map(frame, "Label: {text}", provider="ernie", progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ContextError, match="not NoneType"):
+        nbllm.imap(None, ["a"], provider="ernie")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="system takes the system prompt as a str, not int"):
+        ask("{text}", ["a"], system=5)
+    assert ernie.chat_requests == []

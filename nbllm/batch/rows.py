@@ -25,6 +25,10 @@ CHUNK = 1_000  # DataFrame rows turned into dicts at a time
 def template_fields(template: str) -> list[str]:
     """The column names a template uses, in order, once each (``{a.b}`` and ``{a[0]}`` use ``a``;
     fields nested in a format spec, ``{price:.{digits}f}``, count too)."""
+    if not isinstance(template, str):
+        hint = " (the rows go second)" if not isinstance(template, (bytes, type(None))) else ""
+        raise ContextError(f"The prompt template comes first and is a str, e.g. 'Label: {{text}}', not "
+                           f"{type(template).__name__}{hint}.")
     names: list[str] = []
     for field in _fields(template, template):
         try:

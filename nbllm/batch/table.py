@@ -148,7 +148,7 @@ def run_map(prompt: str, rows: Any, provider: str | None, model: str | None, sys
             concurrency: int, rpm: float | None, tpm: float | None, progress: bool, params: dict[str, Any],
             source: str = "api") -> Any:
     """Answer every row; a list in row order (a Series with the frame's index for pandas input)."""
-    check_batch("nbllm.map" if source != "magic" else "%%llm --over", concurrency, rpm, tpm)
+    check_batch("nbllm.map" if source != "magic" else "%%llm --over", concurrency, rpm, tpm, system=system)
     run = TableRun.open(prompt, provider, model, system, rpm, tpm, params, source)
     keys = _keys(rows)
     items = list(iter_rows(rows)) if keys is None else None
@@ -217,7 +217,7 @@ def run_imap(prompt: str, rows: Any, provider: str | None, model: str | None, sy
     """Yield ``(row key, answer or Failed)`` as rows finish; the key is the index label for pandas
     input, else the row's position. Rows are read only as slots free, so any iterable streams.
     Bad options and a missing key fail here, at the call, not at the first ``next``."""
-    check_batch("nbllm.imap", concurrency, rpm, tpm)
+    check_batch("nbllm.imap", concurrency, rpm, tpm, system=system)
     run = TableRun.open(prompt, provider, model, system, rpm, tpm, params)
     return _imap(run, rows, concurrency)
 
