@@ -324,3 +324,12 @@ def test_swapped_arguments_and_a_non_text_system_are_one_paragraph(ernie: FakeBa
     with pytest.raises(ConfigError, match="system takes the system prompt as a str, not int"):
         ask("{text}", ["a"], system=5)
     assert ernie.chat_requests == []
+
+
+def test_a_row_the_server_never_answers_times_out_alone(ernie: FakeBatchServer) -> None:
+    from tests.fakes.batch_server import Answer
+
+    ernie.answers["stuck"] = Answer(text="too late", delay=3.0)
+    answers = ask("{text}", ["one", "stuck", "two"], timeout=0.5)
+    assert answers[0] == "echo: one" and answers[2] == "echo: two"
+    assert answers[1].reason == "RequestTimeout" and "did not answer in time" in answers[1].message
