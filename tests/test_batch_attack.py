@@ -333,3 +333,15 @@ def test_a_row_the_server_never_answers_times_out_alone(ernie: FakeBatchServer) 
     answers = ask("{text}", ["one", "stuck", "two"], timeout=0.5)
     assert answers[0] == "echo: one" and answers[2] == "echo: two"
     assert answers[1].reason == "RequestTimeout" and "did not answer in time" in answers[1].message
+
+
+def test_answers_reused_from_the_log_are_never_silent(ernie: FakeBatchServer,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # e.g. two llama.cpp servers both serving "default": the log cannot tell the model changed
+    ask("{text}", ["p", "q"])
+    assert "nbllm.map" not in capsys.readouterr().err  # a fresh run that went well says nothing
+    ask("{text}", ["p", "q", "r"])
+    err = capsys.readouterr().err
+    assert '3 of 3 rows answered (2 from the log). Rows from the log were not asked again; cache="off"' in err
+    dict(nbllm.imap("{text}", ["p"], provider="ernie"))
+    assert "nbllm.imap: 1 of 1 rows answered (1 from the log)" in capsys.readouterr().err

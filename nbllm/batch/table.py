@@ -193,7 +193,7 @@ def _finish(values: list[Any], keys: list[Hashable] | None, rows: Any, summary: 
     for i, value in enumerate(values):
         if value is None:
             values[i] = Failed("NotSent", why)
-    if summary.failed or summary.interrupted:
+    if summary.failed or summary.interrupted or summary.from_log:
         print(f"nbllm.map: {summary}", file=sys.stderr)
     if keys is not None:
         import pandas as pd
@@ -230,7 +230,7 @@ def _imap(run: TableRun, rows: Any, concurrency: int) -> Iterator[tuple[Any, Any
         summary.count(value)
         yield (keys[position] if keys is not None else position), value
     summary.from_log = run.answered_from_log
-    if summary.failed:
+    if summary.failed or summary.from_log:
         print(f"nbllm.imap: {summary}", file=sys.stderr)
 
 
