@@ -184,7 +184,11 @@ def test_interrupting_a_cell_over_keeps_finished_rows_and_a_rerun_sends_only_the
     assert again.error is None
     assert list(ipy.shell.user_ns["labels"]) == [f"echo: Q: {i}" for i in range(80)]
     resent = {int(r.json["messages"][-1]["content"].removeprefix("Q: ")) for r in ernie.chat_requests[sent:]}
-    assert resent == set(range(80)) - answered  # finished rows came from the log
+    unanswered = set(range(80)) - answered
+    assert resent <= unanswered  # every row answered before came from the log
+    # a row in flight at the interrupt may have been logged as it was cancelled: it comes from the log
+    # too (no second request), though the first run's results could not hold it; at most one per slot
+    assert len(unanswered - resent) <= 2
 
 
 # -- the cache word -------------------------------------------------------------------------------
