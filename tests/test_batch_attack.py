@@ -349,3 +349,12 @@ def test_answers_reused_from_the_log_are_never_silent(ernie: FakeBatchServer,
     assert '3 of 3 rows answered (2 from the log). Rows from the log were not asked again; cache="off"' in err
     dict(nbllm.imap("{text}", ["p"], provider="ernie"))
     assert "nbllm.imap: 1 of 1 rows answered (1 from the log)" in capsys.readouterr().err
+
+
+def test_a_frame_with_a_duplicate_index_and_missing_values_keeps_row_order(ernie: FakeBatchServer) -> None:
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"text": ["a", None, float("nan"), "d"]}, index=[7, 7, 3, 3])
+    frame["label"] = ask("Q {text}", frame)
+    # missing values are sent as text (docs/batch.md): drop or fill them first to avoid paying for them
+    assert frame["label"].tolist() == ["echo: Q a", "echo: Q nan", "echo: Q nan", "echo: Q d"]
+    assert ask("Q {text}", frame.dropna(subset=["text"])).tolist() == ["echo: Q a", "echo: Q d"]
