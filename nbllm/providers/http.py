@@ -25,7 +25,7 @@ from nbllm.errors import RETRYABLE, ProviderError, RateLimitError, RequestTimeou
 from nbllm.messages import Delta
 from nbllm.providers.base import Gate, Provider
 from nbllm.providers.catalog import ProviderSpec
-from nbllm.providers.deadline import Deadline
+from nbllm.providers.deadline import Deadline, cut_connection
 from nbllm.providers.errormap import (
     MAX_ERROR_BODY,
     decode_body,
@@ -37,6 +37,7 @@ from nbllm.providers.errormap import (
     unreadable,
 )
 from nbllm.providers.streams import Decoder
+from nbllm.response import on_stop, stop_requested
 from nbllm.validate import check_base_url, check_header_value, check_key
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class HTTPProvider(Provider):
                 if response.status_code >= 400:
                     raw = self.read(response, limit=MAX_ERROR_BODY)
                     raise make_error(self.spec, response.status_code, decode_body(raw), response.headers, model)
+                on_stop(functools.partial(cut_connection, response))  # Response.close() from another thread
                 return response
 
         return self.retrying(attempt)
@@ -182,7 +184,7 @@ class HTTPProvider(Provider):
             try:
                 return attempt()
             except RETRYABLE as exc:
-                if n == self.max_retries:
+                if n == self.max_retries or stop_requested():
                     raise
                 self._sleep(self._backoff(n, exc))
         raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,124 @@
+"""Stopping an answer from another thread (a widget's button, a watchdog) while it is being read.
+
+A loopback server streams slowly; one thread reads the answer while another calls ``close()``.
+The reader must end as on a ``break`` (partial text kept, no error), ``close()`` must return
+without raising, and the connection must go back to the client (a one-connection pool serves
+the next request).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from nbllm.config import get_spec
+from nbllm.messages import ChatRequest, Delta
+from nbllm.providers.openai_compat import OpenAICompatProvider
+from nbllm.response import Response
+from tests.fakes.openai_server import Answer, FakeOpenAIServer
+
+KEY = "bce-v3/ALTAK-closeTESTkey1/0123456789abcdef"
+SLOW = Answer(["one ", "two ", "three ", "four ", "five ", "six ", "seven ", "eight "], chunk_delay=0.5)
+HANG_GUARD = 30.0  # seconds: only so that a broken stop fails instead of hanging the suite
+
+
+def one_connection_provider(server: FakeOpenAIServer) -> OpenAICompatProvider:
+    """A provider whose client may hold one connection: a leaked one blocks the next request."""
+    spec = get_spec("ernie").with_changes(base_url=server.base_url)
+    transport = httpx.HTTPTransport(limits=httpx.Limits(max_connections=1))
+    return OpenAICompatProvider(spec, KEY, timeout=HANG_GUARD, transport=transport, sleep=lambda s: None)
+
+
+def ask(text: str = "hi") -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": text}], model="ernie-4.0-turbo-8k")
+
+
+class Reader(threading.Thread):
+    """Reads a response to its end, noting each delta and anything raised."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(daemon=True)
+        self.response = response
+        self.seen: list[Delta] = []
+        self.first = threading.Event()
+        self.raised: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for delta in self.response:
+                self.seen.append(delta)
+                if delta.text:
+                    self.first.set()
+        except BaseException as exc:  # noqa: BLE001 - the test reports whatever the reader met
+            self.raised = exc
+        finally:
+            self.first.set()
+
+
+def start_reading(response: Response) -> Reader:
+    reader = Reader(response)
+    reader.start()
+    assert reader.first.wait(HANG_GUARD), "no text arrived"
+    return reader
+
+
+def test_close_from_another_thread_stops_the_reader_like_a_break(openai_server: FakeOpenAIServer) -> None:
+    provider = one_connection_provider(openai_server)
+    openai_server.enqueue(SLOW)
+    finished: list[Response] = []
+    response = provider.respond(ask(), on_done=[finished.append])
+    reader = start_reading(response)
+
+    response.close()  # must not raise "generator already executing"
+
+    reader.join(HANG_GUARD)
+    assert not reader.is_alive(), "the reader did not stop"
+    assert reader.raised is None
+    assert response.done and response.stopped and response.error is None and not response.ok
+    full = "".join(SLOW.text_pieces())
+    assert response.text and full.startswith(response.text) and response.text != full
+    assert response.text == "".join(d.text for d in reader.seen)
+    assert finished == [response]  # finished exactly once
+    response.close()  # idempotent
+
+    # the connection went back to the client: with a pool of one, this request would wait forever
+    assert provider.complete(ask("again")).text == "echo: again"
+    provider.close()
+
+
+def test_close_from_another_thread_while_a_non_streamed_answer_is_awaited(openai_server: FakeOpenAIServer) -> None:
+    provider = one_connection_provider(openai_server)
+    openai_server.enqueue(Answer("a slow whole answer", delay=1.0))
+    response = provider.respond(ask(), stream=False)
+    outcome: dict[str, Any] = {}
+
+    def read() -> None:
+        try:
+            outcome["reply"] = response.reply()
+        except BaseException as exc:  # noqa: BLE001 - the test reports whatever the reader met
+            outcome["raised"] = exc
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    while not openai_server.chat_requests and thread.is_alive():  # the request is out: the reader waits
+        threading.Event().wait(0.01)
+    response.close()
+    thread.join(HANG_GUARD)
+    assert not thread.is_alive() and "raised" not in outcome and outcome["reply"] is response
+    assert response.done and response.stopped and response.error is None
+    assert response.text in ("", "a slow whole answer")  # the body may already be in the socket's buffer
+    assert provider.complete(ask("again")).text == "echo: again"
+    provider.close()
+
+
+def test_close_before_reading_and_after_the_end_are_quiet(openai_server: FakeOpenAIServer) -> None:
+    provider = one_connection_provider(openai_server)
+    unread = provider.respond(ask())
+    unread.close()
+    assert not unread.done  # nothing was sent, nothing to finish
+    done = provider.respond(ask("x")).reply()
+    done.close()
+    assert done.ok and done.text == "echo: x"
+    provider.close()
