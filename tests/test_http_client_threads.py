@@ -20,6 +20,11 @@ THREADS = 8
 ROUNDS = 5
 
 
+def first_use(provider: OpenAICompatProvider, barrier: threading.Barrier, got: list[httpx.Client]) -> None:
+    barrier.wait()
+    got.append(provider.client)
+
+
 def test_racing_first_requests_make_one_client(openai_server: FakeOpenAIServer,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[httpx.Client] = []
@@ -37,11 +42,8 @@ def test_racing_first_requests_make_one_client(openai_server: FakeOpenAIServer,
         barrier = threading.Barrier(THREADS)
         got: list[httpx.Client] = []
 
-        def first_use(provider: OpenAICompatProvider = provider, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            got.append(provider.client)
-
-        threads = [threading.Thread(target=first_use, daemon=True) for _ in range(THREADS)]
+        threads = [threading.Thread(target=first_use, args=(provider, barrier, got), daemon=True)
+                   for _ in range(THREADS)]
         for thread in threads:
             thread.start()
         for thread in threads:
