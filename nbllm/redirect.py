@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from types import ModuleType, TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.modelmap import ModelMap, is_openai_model, parse_overrides, tier_of
@@ -35,6 +35,7 @@ OPENAI_HOST = "api.openai.com"
 PLACEHOLDER_KEY = "nbllm-redirect-no-openai-key"
 # Headers that carry OpenAI credentials or account ids: never forwarded to another host.
 _DROPPED = {"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "host"}
+KEY_REMOVED = "[OpenAI key removed by nbllm]"  # stands where a prompt quoted the OpenAI key
 
 
 @dataclass
@@ -277,15 +278,17 @@ def rewrite(request: Any, client_key: str | None = None) -> Any:
         return None
     target = state.target
     secrets = _openai_keys(client_key)
-    url = _without_keys_in_query(url, secrets)
+    url = _without_keys_in_url(url, secrets, target)
     body = _json_body(request)
     dropped = _DROPPED | ({"content-length"} if body is not None else set())
     headers = _provider_headers(request.headers.multi_items(), target, dropped, secrets)
     kwargs: dict[str, Any] = {"extensions": request.extensions}
     if body is None:  # multipart uploads and the like: the same bytes, to the new URL
+        _refuse_keys_in_bytes(_chunks(request), secrets, target)
         kwargs["stream"] = request.stream
+        headers.append(("Host", urlsplit(url).netloc.rpartition("@")[2]))  # httpx adds it only for content=
     else:
-        kwargs["content"] = json.dumps(_map_body(body, state), ensure_ascii=False).encode()
+        kwargs["content"] = json.dumps(_without_keys(_map_body(body, state), secrets), ensure_ascii=False).encode()
     return type(request)(request.method, url, headers=headers, **kwargs)
 
 
@@ -294,12 +297,66 @@ def _openai_keys(client_key: str | None) -> set[str]:
     return {k for k in keys if isinstance(k, str) and len(k) >= 8 and k != PLACEHOLDER_KEY}
 
 
-def _without_keys_in_query(url: str, secrets: set[str]) -> str:
+def _without_keys_in_url(url: str, secrets: set[str], target: Target) -> str:
+    """``url`` without the query parameters that name or hold an OpenAI key; a key left in the path is refused."""
     parts = urlsplit(url)
-    if not parts.query or not any(s in unquote(parts.query) for s in secrets):
-        return url
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not any(s in v for s in secrets)]
-    return parts._replace(query=urlencode(kept)).geturl()
+    if parts.query and any(s in unquote_plus(parts.query) for s in secrets):
+        kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                if not any(s in k or s in v for s in secrets)]
+        url = parts._replace(query=urlencode(kept)).geturl()
+    if any(s in unquote_plus(url) for s in secrets):
+        raise _key_refused("URL", target)
+    return url
+
+
+def _without_keys(value: Any, secrets: set[str]) -> Any:
+    """A JSON body without OpenAI keys: a field holding one (``"api_key": ...``, a relay's
+    ``"Bearer ..."``) is dropped, and a text quoting one keeps the rest with KEY_REMOVED in its place."""
+    if not secrets:
+        return value
+    if isinstance(value, dict):
+        return {k: _without_keys(v, secrets) for k, v in value.items()
+                if not _holds_key(v, secrets) and not any(s in str(k) for s in secrets)}
+    if isinstance(value, list):
+        return [_without_keys(v, secrets) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, KEY_REMOVED)
+    return value
+
+
+def _holds_key(value: Any, secrets: set[str]) -> bool:
+    """A value that is a credential: the key itself, maybe after ``Bearer``, and nothing else."""
+    return isinstance(value, str) and value.strip().removeprefix("Bearer ").strip() in secrets
+
+
+def _chunks(request: Any) -> Collection[bytes] | Any:
+    """The bytes of a non-JSON body: read already, or the upload stream (httpx re-reads it to send)."""
+    try:
+        return [request.content]
+    except Exception:  # a streamed upload not read yet (httpx and httpx2 name that error apart)
+        return request.stream if hasattr(request.stream, "__iter__") else []
+
+
+def _refuse_keys_in_bytes(chunks: Any, secrets: set[str], target: Target) -> None:
+    """An upload or form holding the OpenAI key cannot be edited safely: it is not sent at all."""
+    if not secrets:
+        return
+    longest = max(map(len, secrets))
+    tail = b""
+    for chunk in chunks:
+        data = tail + bytes(chunk)
+        if any(s.encode() in data for s in secrets):
+            raise _key_refused("body", target)
+        tail = data[-longest:]
+
+
+def _key_refused(where: str, target: Target) -> ConfigError:
+    return ConfigError(
+        f"nbllm redirect: this OpenAI SDK request carries your OpenAI key in its {where}, which nbllm will not "
+        f"send to {target.spec.label} ({target.spec.id}); nothing was sent. Take the key out of the data, or "
+        "%llm redirect off to send it to OpenAI."
+    )
 
 
 def _provider_headers(pairs: Any, target: Target, dropped: set[str],
@@ -418,9 +475,14 @@ def _wrap_prepare_raw(original: Callable[..., Any]) -> Callable[..., Any]:
         url = provider_url(abs_url, state.target) if state and str(self.api_type).endswith("OPEN_AI") else None
         if state is None or url is None:
             return abs_url, headers, data
-        if isinstance(data, bytes) and "json" in str(headers.get("Content-Type", "")):
-            data = json.dumps(_map_body(json.loads(data), state), ensure_ascii=False).encode()
         secrets = _openai_keys(getattr(self, "api_key", None))
+        url = _without_keys_in_url(url, secrets, state.target)
+        if isinstance(data, bytes) and "json" in str(headers.get("Content-Type", "")):
+            data = json.dumps(_without_keys(_map_body(json.loads(data), state), secrets), ensure_ascii=False).encode()
+        elif isinstance(data, dict):  # the form fields of an upload (the files go to requests apart)
+            data = _without_keys(data, secrets)
+        elif data is not None:
+            _refuse_keys_in_bytes([data], secrets, state.target)
         return url, dict(_provider_headers(headers.items(), state.target, _DROPPED, secrets)), data
 
     return _prepare_request_raw

@@ -33,6 +33,7 @@ class Fakes:
     def assert_no_openai_key(self) -> None:
         for req in self.ernie.requests:
             assert OPENAI_KEY not in str(req.headers) and OPENAI_KEY.encode() not in req.body
+            assert OPENAI_KEY not in req.path + str(req.query)
 
 
 @pytest.fixture
@@ -160,6 +161,46 @@ def test_off_sends_the_next_request_to_openai_base_url_and_restores_the_sdk(fake
     (back,) = fakes.relay.requests
     assert back.headers["authorization"] == f"Bearer {OPENAI_KEY}" and back.json["model"] == "gpt-4o"
     assert active() is None
+
+
+def test_no_openai_key_leaves_in_the_query_or_the_body(fakes: Fakes) -> None:
+    nbllm.redirect("ernie")
+    client = openai.OpenAI(default_query={OPENAI_KEY: "", "relay": f"k-{OPENAI_KEY}", "keep": "1"}, max_retries=0)
+    asked = f"Is {OPENAI_KEY} still valid?"
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": asked}], extra_body={
+        "api_key": OPENAI_KEY, "relay": {"auth": f"Bearer {OPENAI_KEY}", "region": "eu"}})
+    req = fakes.ernie.requests[-1]
+    assert req.query == {"keep": ["1"]}
+    assert req.json["relay"] == {"region": "eu"} and "api_key" not in req.json
+    said = req.json["messages"][0]["content"]
+    assert said.startswith("Is ") and said.endswith(" still valid?") and OPENAI_KEY not in said
+    assert req.headers["authorization"] == f"Bearer {ERNIE_KEY}"
+    fakes.assert_no_openai_key()
+
+
+def test_an_upload_holding_the_openai_key_is_refused_not_sent(fakes: Fakes) -> None:
+    nbllm.redirect("ernie")
+    client = openai.OpenAI(max_retries=0)
+    with pytest.raises(ConfigError) as info:
+        client.files.create(file=("train.jsonl", f'{{"key": "{OPENAI_KEY}"}}\n'.encode()), purpose="fine-tune")
+    assert "OpenAI key" in str(info.value) and OPENAI_KEY not in str(info.value)
+    assert fakes.ernie.requests == [] and fakes.relay.requests == []
+    with pytest.raises(openai.NotFoundError):  # an upload without the key goes to the provider (no /files there)
+        client.files.create(file=("train.jsonl", b'{"prompt": "hi"}\n'), purpose="fine-tune")
+    (upload,) = fakes.ernie.requests
+    assert upload.path == "/v1/files" and b'{"prompt": "hi"}' in upload.body
+    assert upload.headers["content-type"].startswith("multipart/form-data")
+
+
+def test_the_providers_key_stays_with_its_host_when_the_provider_redirects(fakes: Fakes) -> None:
+    with FakeOpenAIServer(api_key="elsewhere-key-1234") as elsewhere:
+        fakes.ernie.enqueue(ErrorReply(307, {}, headers={"Location": f"{elsewhere.base_url}/chat/completions"}))
+        nbllm.redirect("ernie")
+        with pytest.raises(openai.AuthenticationError):  # elsewhere got no key it accepts
+            openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o", messages=HI)
+        (followed,) = elsewhere.requests
+        assert ERNIE_KEY not in str(followed.headers) and OPENAI_KEY not in str(followed.headers)
+    assert fakes.ernie.requests[0].headers["authorization"] == f"Bearer {ERNIE_KEY}"
 
 
 def test_the_key_is_in_no_repr(fakes: Fakes) -> None:
