@@ -6,7 +6,10 @@ In the project's own environment (``openai>=1``) this module is skipped; the sam
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +94,23 @@ def test_no_openai_key_leaves_in_the_query_or_the_body(ernie: FakeOpenAIServer,
     said = sent.json["messages"][0]["content"]
     assert said.startswith("Is ") and said.endswith(" still valid?") and OPENAI_KEY not in said
     assert {r.headers["authorization"] for r in ernie.requests} == {f"Bearer {ERNIE_KEY}"}
+
+
+def test_redirected_chat_calls_are_logged(ernie: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openai, "api_key", OPENAI_KEY)
+    nbllm.redirect("ernie")
+    reply = openai.ChatCompletion.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    chunks = list(openai.ChatCompletion.create(model="gpt-4o", messages=[{"role": "user", "content": "Count."}],
+                                               stream=True))
+    openai.Embedding.create(input="not a chat: not logged", model="text-embedding-ada-002")
+    assert chunks and reply.choices[0].message["content"] == "echo: hi"
+    conn = sqlite3.connect(os.environ["NBLLM_LOG"])
+    try:
+        rows = conn.execute("SELECT source, provider, model, prompt, answer, total_tokens, error_class "
+                            "FROM exchanges ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("redirect", "ernie", "ernie-4.5-turbo-128k", "hi", "echo: hi", reply.usage["total_tokens"], None),
+                    ("redirect", "ernie", "ernie-4.5-turbo-128k", "Count.", "echo: Count.", None, None)]
+    data = b"".join(f.read_bytes() for f in Path(os.environ["NBLLM_LOG"]).parent.iterdir())  # the WAL too
+    assert ERNIE_KEY.encode() not in data and OPENAI_KEY.encode() not in data
