@@ -25,8 +25,9 @@ Both return a function that removes the hook again.
 
 ``close()`` may be called from any thread, also while another thread is reading: the reading
 thread then ends as on a ``break`` (partial text kept, no error). Providers make that prompt by
-registering, once their connection is open, how to cut it (``on_stop``: an HTTP provider shuts
-its socket down); a provider that registers nothing stops at its next delta.
+registering, while the first delta is read (where they connect and send), how to cut the
+connection (``on_stop``: an HTTP provider shuts its socket down); a provider that registers
+nothing stops at its next delta.
 
 ``AsyncResponse`` is the asyncio twin (``async for``, ``await areply()``): it differs only in
 how it reads the provider (``astream``/``afetch``), so the hooks, figures and finishing are the
@@ -58,7 +59,11 @@ _observers: list[Callback] = []
 _responders: list[Responder] = []
 
 STOP_WAIT = 2.0  # seconds close() waits for a reader in another thread to end (it ends later if it must)
-_reading = threading.local()  # .response: the Response whose provider stream this thread is reading
+class _Reading(threading.local):
+    response: Response | None = None  # the Response whose provider stream this thread is opening
+
+
+_reading = _Reading()
 _stopping = threading.Lock()  # a stop registered while close() runs in another thread is not missed
 _ended = threading.Condition()  # notified whenever a response finishes; close() waits on it
 
@@ -69,14 +74,14 @@ def on_stop(stop: Callable[[], None]) -> None:
     Providers call it once their connection is open (``HTTPProvider.send``: shut the socket down);
     outside a response it does nothing, and a response already asked to stop calls ``stop`` at once.
     """
-    response = getattr(_reading, "response", None)
+    response = _reading.response
     if response is not None:
         response._add_stop(stop)
 
 
 def stop_requested() -> bool:
     """The response this thread is reading was closed from another thread (retries then give up)."""
-    response = getattr(_reading, "response", None)
+    response = _reading.response
     return response is not None and response._stop_requested
 
 
@@ -216,12 +221,10 @@ class Response:
 
         A failure after ``close()`` from another thread cut the connection is that stop, not an error.
         """
-        outer = getattr(_reading, "response", None)
-        _reading.response, self._reading_in = self, threading.get_ident()
+        self._reading_in = threading.get_ident()
         try:
-            if self._deltas is None:  # a responder or an opener that raises is the response's error too
-                self._open()
-            delta = next(self._deltas)  # type: ignore[arg-type]
+            # a responder or an opener that raises is the response's error too
+            delta = self._first() if self._deltas is None else next(self._deltas)
         except StopIteration:
             self._finish()
             return None
@@ -235,9 +238,19 @@ class Response:
             self._finish(error=exc)
             raise
         finally:
-            _reading.response, self._reading_in = outer, None
+            self._reading_in = None
         self._add(delta)
         return delta
+
+    def _first(self) -> Delta:
+        """Open the stream and read its first delta: where providers connect, send and retry, so
+        where ``on_stop`` and ``stop_requested`` find this response."""
+        outer, _reading.response = _reading.response, self
+        try:
+            self._open()
+            return next(self._deltas)  # type: ignore[arg-type]
+        finally:
+            _reading.response = outer
 
     def _open(self) -> None:
         self._start = self._clock()

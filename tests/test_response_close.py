@@ -17,7 +17,7 @@ from nbllm.config import get_spec
 from nbllm.messages import ChatRequest, Delta
 from nbllm.providers.openai_compat import OpenAICompatProvider
 from nbllm.response import Response
-from tests.fakes.openai_server import Answer, FakeOpenAIServer
+from tests.fakes.openai_server import Answer, ErrorReply, FakeOpenAIServer
 
 KEY = "bce-v3/ALTAK-closeTESTkey1/0123456789abcdef"
 SLOW = Answer(["one ", "two ", "three ", "four ", "five ", "six ", "seven ", "eight "], chunk_delay=0.5)
@@ -121,4 +121,22 @@ def test_close_before_reading_and_after_the_end_are_quiet(openai_server: FakeOpe
     done = provider.respond(ask("x")).reply()
     done.close()
     assert done.ok and done.text == "echo: x"
+    provider.close()
+
+
+def test_a_response_closed_while_its_request_fails_is_not_retried(openai_server: FakeOpenAIServer) -> None:
+    provider = one_connection_provider(openai_server)
+    openai_server.enqueue(ErrorReply(500, {"error": {"message": "busy", "type": "server_error"}}, delay=1.0),
+                          Answer("retried"))
+    response = provider.respond(ask())
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.update(reply=response.reply()), daemon=True)
+    thread.start()
+    while not openai_server.chat_requests and thread.is_alive():  # the first attempt is out
+        threading.Event().wait(0.01)
+    response.close()
+    thread.join(HANG_GUARD)
+    assert not thread.is_alive() and outcome["reply"] is response
+    assert response.stopped and response.error is None and response.text == ""
+    assert len(openai_server.chat_requests) == 1  # no second attempt after the stop
     provider.close()
