@@ -146,7 +146,7 @@ class Response:
         self._ahead: list[Delta] = []  # read by prefetch(), not yet handed to the reader
         self._reader: weakref.ref[Iterator[Delta]] | None = None
         self._readers: weakref.WeakSet[Generator[Delta, None, None]] = weakref.WeakSet()  # not yet ended
-        self._reading_in: int | None = None  # the thread inside the provider's stream right now
+        self._reader_thread: int | None = None  # the thread that reads the provider's stream
         self._stop_requested = False  # close() was called while a thread was reading
         self._stops: list[Callable[[], None]] = []  # how to cut the open connection (on_stop)
 
@@ -221,7 +221,7 @@ class Response:
 
         A failure after ``close()`` from another thread cut the connection is that stop, not an error.
         """
-        self._reading_in = threading.get_ident()
+        self._reader_thread = threading.get_ident()
         try:
             # a responder or an opener that raises is the response's error too
             delta = self._first() if self._deltas is None else next(self._deltas)
@@ -237,8 +237,6 @@ class Response:
         except BaseException as exc:  # Ctrl-C while waiting for the network
             self._finish(error=exc)
             raise
-        finally:
-            self._reading_in = None
         self._add(delta)
         return delta
 
@@ -301,20 +299,22 @@ class Response:
     def close(self) -> None:
         """Stop reading: the provider's stream is closed and the response finished (idempotent).
 
-        From another thread while one reads, the reader is stopped where it waits and ends as on
-        a ``break``; this waits up to STOP_WAIT seconds for it.
+        From a thread other than the reader's, the reader is stopped where it waits (the connection
+        is cut) or before its next delta, and ends in its own thread as on a ``break``: its stream is
+        never closed under it. This waits up to STOP_WAIT seconds for that.
         """
         if self.done:
             return
-        if self._reading_in is not None:  # being read right now: cut the connection under the reader
-            self._request_stop(wait=self._reading_in != threading.get_ident())
+        reading = self._reader_thread
+        if reading is not None and reading != threading.get_ident():
+            self._request_stop(wait=True)
             return
         reader = self._reader() if self._reader is not None else None
         if reader is not None:
             try:
                 reader.close()  # type: ignore[attr-defined]
-            except ValueError:  # the reader resumed in its thread meanwhile ("generator already executing")
-                self._request_stop(wait=True)
+            except ValueError:  # closed from its own running step (a responder): it ends after this delta
+                self._request_stop(wait=False)
                 return
         if not self.done and self._deltas is not None:
             self._finish(stopped=True)

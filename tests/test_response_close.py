@@ -140,3 +140,48 @@ def test_a_response_closed_while_its_request_fails_is_not_retried(openai_server:
     assert response.stopped and response.error is None and response.text == ""
     assert len(openai_server.chat_requests) == 1  # no second attempt after the stop
     provider.close()
+
+
+def test_close_while_the_reader_handles_a_delta_never_raises_in_either_thread() -> None:
+    """The reader is between deltas (drawing one) when another thread closes: the generator must not be
+    closed under it, or its next step raises "generator already executing"."""
+    from tests.test_response import REQUEST, Scripted, words
+
+    provider = Scripted(words(*[f"w{i} " for i in range(50)]))
+    handling, resumed = threading.Event(), threading.Event()
+
+    def slow_callback(_response: Response) -> None:  # widens the window in which the two threads overlap
+        resumed.wait(HANG_GUARD)
+        threading.Event().wait(0.2)
+
+    response = Response(provider, REQUEST, on_done=[slow_callback])
+    raised: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for _ in response:
+                handling.set()
+                proceed.wait(HANG_GUARD)
+                resumed.set()  # the loop asks for the next delta right after this
+        except BaseException as exc:  # noqa: BLE001 - the test reports whatever the reader met
+            raised.append(exc)
+
+    def close() -> None:
+        try:
+            response.close()
+        except BaseException as exc:  # noqa: BLE001
+            raised.append(exc)
+
+    proceed = threading.Event()
+    reader, closer = threading.Thread(target=read, daemon=True), threading.Thread(target=close, daemon=True)
+    reader.start()
+    assert handling.wait(HANG_GUARD)
+    closer.start()
+    threading.Event().wait(0.1)  # the closer is in close() while the reader still handles its delta
+    proceed.set()
+    reader.join(HANG_GUARD)
+    closer.join(HANG_GUARD)
+    assert not reader.is_alive() and not closer.is_alive()
+    assert raised == []
+    assert response.done and response.stopped and provider.closed == 1
+    assert response.text and len(response.text) < len("".join(f"w{i} " for i in range(50)))
