@@ -469,6 +469,20 @@ def test_redirected_chat_calls_are_logged_like_nbllms_own(fakes: Fakes) -> None:
     assert ERNIE_KEY.encode() not in data and OPENAI_KEY.encode() not in data
 
 
+def test_nbllm_logs_and_usage_show_redirected_calls(fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
+    from nbllm.cli import main
+
+    with nbllm.redirect("ernie"):
+        reply = openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o", messages=HI)
+    capsys.readouterr()
+    assert main(["logs", "-n", "5"]) == 0
+    listing = capsys.readouterr().out
+    assert "redirect  ernie:ernie-4.5-turbo-128k" in listing and listing.rstrip().endswith("ok      hi")
+    assert main(["logs", "usage"]) == 0
+    totals = capsys.readouterr().out
+    assert reply.usage is not None and "ernie-4.5-turbo-128k" in totals and str(reply.usage.total_tokens) in totals
+
+
 def test_redirected_failures_and_early_stops_are_logged(fakes: Fakes) -> None:
     nbllm.redirect("ernie")
     client = openai.OpenAI(max_retries=0)
