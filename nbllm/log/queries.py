@@ -125,13 +125,15 @@ class Price:
 
 def prices(config: dict[str, Any]) -> dict[str, Price]:
     """``[providers.ID.prices]`` tables: ``input`` and ``output`` per million tokens, optional ``currency``."""
+    from nbllm.config import catalogue_id  # [providers.Kimi.prices] prices the built-in kimi
+
     found: dict[str, Price] = {}
     for pid, table in (config.get("providers") or {}).items():
         raw = table.get("prices") if isinstance(table, dict) else None
         if raw is None:
             continue
         try:
-            found[pid] = Price(float(raw["input"]), float(raw["output"]), str(raw.get("currency", "")))
+            found[catalogue_id(pid)] = Price(float(raw["input"]), float(raw["output"]), str(raw.get("currency", "")))
         except (TypeError, KeyError, ValueError) as exc:
             raise ConfigError(f"[providers.{pid}.prices] in the nbllm config file needs numbers `input` and "
                               f"`output` (per million tokens) and may name a `currency` ({exc!r}).") from None
