@@ -171,3 +171,26 @@ def test_a_batch_row_leaves_nothing_behind_in_the_redaction_memo() -> None:
     assert (row["prompt"], row["answer"], row["system"]) == (prompt, answer, system)
     assert system in record._memo and history in record._memo
     assert prompt not in record._memo and answer not in record._memo
+
+
+def test_a_locked_log_costs_one_wait_then_rows_are_warned_about_at_once(db: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert store.write(exchange("before")) == 1
+    store.close_all()
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(writer, "MAX_ROWS", 50)  # several transactions
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(200):
+            writer.write_later(exchange(f"row {i}"))
+        writer.flush()
+        assert store.impatient(db)  # the first transaction met the lock: the next ones did not wait
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert 1 <= len(lines) <= 2 and all("locked" in line for line in lines)
+    assert sum(int(line.split(" exchange")[0].rsplit(" ", 1)[-1].replace(",", "").replace("this", "1"))
+               for line in lines) == 200
+    assert prompts(db) == ["before"]

@@ -11,9 +11,11 @@ shown and one warning says the exchange was not logged (docs/exchange-log.md#con
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,33 +117,50 @@ class LogStore:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
 
-    def insert(self, exchange: Exchange) -> int:
-        """Write one row and return its id; raises on any database failure."""
+    def insert(self, exchange: Exchange, wait: bool = True) -> int:
+        """Write one row and return its id; raises on any database failure. ``wait=False`` fails at
+        once when another program holds the file, instead of waiting up to BUSY_TIMEOUT_S."""
         row = exchange.row()
         with self._lock:
             try:
                 if self._conn is None:
                     self._conn = connect(self.path)
-                return int(self._conn.execute(_INSERT, [row[c] for c in COLUMNS]).lastrowid or 0)
+                if not wait:
+                    self._conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    found = int(self._conn.execute(_INSERT, [row[c] for c in COLUMNS]).lastrowid or 0)
+                except UnicodeEncodeError:  # a lone surrogate ("\ud800" escaped in a provider's JSON)
+                    found = int(self._conn.execute(_INSERT, [_encodable(row[c]) for c in COLUMNS]).lastrowid or 0)
+                if not wait:
+                    self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                return found
             except BaseException:
                 self._close()  # the next call opens the file again (it may be fixed by then)
                 raise
 
-    def insert_many(self, exchanges: list[Exchange]) -> None:
-        """Write rows in one transaction, all or none; raises on any database failure."""
+    def insert_many(self, exchanges: list[Exchange], wait: bool = True) -> None:
+        """Write rows in one transaction, all or none; raises on any database failure. ``wait`` as
+        for ``insert``."""
         rows = [[row[c] for c in COLUMNS] for row in (exchange.row() for exchange in exchanges)]
         with self._lock:
             try:
                 if self._conn is None:
                     self._conn = connect(self.path)
+                if not wait:
+                    self._conn.execute("PRAGMA busy_timeout = 0")
                 self._conn.execute("BEGIN IMMEDIATE")  # waits up to BUSY_TIMEOUT_S for another writer
                 try:
-                    self._conn.executemany(_INSERT, rows)
+                    try:
+                        self._conn.executemany(_INSERT, rows)
+                    except UnicodeEncodeError:  # a lone surrogate, as in ``insert``
+                        self._conn.executemany(_INSERT, [[_encodable(v) for v in row] for row in rows])
                     self._conn.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
                         self._conn.execute("ROLLBACK")
                     raise
+                if not wait:
+                    self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             except BaseException:
                 self._close()
                 raise
@@ -202,6 +221,16 @@ class LogStore:
             self._close_reader()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(value: object) -> object:
+    """Text SQLite can store as UTF-8: a lone surrogate becomes U+FFFD, as any UTF-8 decoder shows it."""
+    if not isinstance(value, str):
+        return value
+    return _SURROGATE.sub("\ufffd", value)
+
+
 _stores: dict[Path, LogStore] = {}
 
 
@@ -236,10 +265,39 @@ def write(exchange: Exchange) -> int | None:
         path = log_path()
         if path is None:
             return None
-        return store_at(path).insert(exchange)
+        impatient = time.monotonic() < _impatient_until.get(path, 0.0)
+        return store_at(path).insert(exchange, wait=not impatient)
     except Exception as exc:  # the log must never cost the user an answer
+        if path is not None and _is_lock(exc):
+            if impatient:
+                return None  # warned when the lock was first met; no wait, no second warning
+            _impatient_until[path] = time.monotonic() + IMPATIENT_S
         warn_not_written(path, exc)
         return None
+
+
+# After a write waited BUSY_TIMEOUT_S for another program's lock, the writes of the next
+# IMPATIENT_S seconds try once without waiting: a batch of a thousand rows must not wait five
+# seconds a row for a file someone holds open in a write (docs/exchange-log.md#concurrency-and-failures).
+IMPATIENT_S = 30.0
+_impatient_until: dict[Path, float] = {}
+
+
+def _is_lock(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def impatient(path: Path) -> bool:
+    """Whether writes to this file try once without waiting (another program held its lock lately)."""
+    return time.monotonic() < _impatient_until.get(path, 0.0)
+
+
+def met_lock(path: Path, exc: Exception) -> bool:
+    """After a failed write: True when it failed on a lock, and from now on writes try once for IMPATIENT_S."""
+    if not _is_lock(exc):
+        return False
+    _impatient_until[path] = time.monotonic() + IMPATIENT_S
+    return True
 
 
 def warn_not_written(path: Path | None, exc: Exception, count: int = 1) -> None:
@@ -255,9 +313,14 @@ def warn_not_written(path: Path | None, exc: Exception, count: int = 1) -> None:
 def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     if "locked" in text or "busy" in text:
-        return f"{text}: another program held it for more than {BUSY_TIMEOUT_S:g} s"
+        return (f"{text}: another program held it for more than {BUSY_TIMEOUT_S:g} s; for the next {IMPATIENT_S:g} s "
+                "exchanges are logged only if the file is free at once")
     if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
         return f"{text}: make it writable, or set NBLLM_LOG to another file"
+    if "disk I/O error" in text or "disk is full" in text or isinstance(exc, OSError) and exc.errno in (27, 28):  # EFBIG, ENOSPC
+        return f"{text}: the disk may be full (or the file at its size limit); free space, or set NBLLM_LOG to another file"
+    if "no column named" in text or "no such column" in text:
+        return f"{text}: the file looks like a newer nbllm's log; upgrade nbllm, or set NBLLM_LOG to another file"
     if "not a database" in text or "malformed" in text:
         return f"{text}: move the file away to start a new log, or set NBLLM_LOG to another file"
     return text

@@ -23,6 +23,7 @@ from collections import Counter
 from itertools import groupby
 from pathlib import Path
 
+from nbllm.log import store
 from nbllm.log.record import Exchange
 from nbllm.log.store import store_at, warn_not_written
 
@@ -89,11 +90,14 @@ class Writer:
     def _write(self, rows: list[tuple[Path, Exchange]]) -> None:
         for path, group in groupby(rows, key=lambda row: row[0]):
             exchanges = [exchange for _, exchange in group]
+            impatient = store.impatient(path)  # another program held the lock lately: no waiting
             try:
-                store_at(path).insert_many(exchanges)
+                store_at(path).insert_many(exchanges, wait=not impatient)
                 self._report_lost()
                 self._failed = None
             except Exception as exc:  # the log must never cost the user an answer, nor flood the output
+                if not impatient:
+                    store.met_lock(path, exc)
                 if self._failed is None:
                     warn_not_written(path, exc, len(exchanges))
                     self._failed = (path, exc, 0)
