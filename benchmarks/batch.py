@@ -192,7 +192,7 @@ def traced(fn: Callable[[Callable[[], None]], None]) -> tuple[float, float]:
         tracemalloc.stop()
 
 
-def memory(sizes: list[int]) -> dict[int, tuple[float, float, float]]:
+def memory(sizes: list[int]) -> dict[int, tuple[float, float, float, float]]:
     import nbllm
 
     def consume_imap(n: int, sample: Callable[[], None]) -> None:
@@ -212,14 +212,25 @@ def memory(sizes: list[int]) -> dict[int, tuple[float, float, float]]:
         if len(answers) != n:
             raise RuntimeError("map lost rows")
 
-    out: dict[int, tuple[float, float, float]] = {}
+    def log_off(fn: Callable[[Callable[[], None]], None]) -> Callable[[Callable[[], None]], None]:
+        def run(sample: Callable[[], None]) -> None:
+            saved, os.environ["NBLLM_LOG"] = os.environ["NBLLM_LOG"], "off"
+            try:
+                fn(sample)
+            finally:
+                os.environ["NBLLM_LOG"] = saved
+
+        return run
+
+    out: dict[int, tuple[float, float, float, float]] = {}
     with child_server(0.0) as base_url:
         route("ernie", base_url, KEY)
         consume_imap(50, lambda: None)  # warm-up: imports, client, caches
         for n in sizes:
             imap_live, imap_peak = traced(lambda sample, n=n: consume_imap(n, sample))
+            off_live, _ = traced(log_off(lambda sample, n=n: consume_imap(n, sample)))
             map_live, _ = traced(lambda sample, n=n: keep_map(n, sample))
-            out[n] = (imap_live, imap_peak, map_live)
+            out[n] = (imap_live, imap_peak, off_live, map_live)
     return out
 
 
@@ -239,7 +250,7 @@ def pace(n: int) -> tuple[float, float]:
     return 60 * (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]), wall
 
 
-def report(n: int, rounds: int, result: dict[str, Stats], cpu: dict[str, float], mem: dict[int, tuple[float, float, float]],
+def report(n: int, rounds: int, result: dict[str, Stats], cpu: dict[str, float], mem: dict[int, tuple[float, float, float, float]],
            achieved: float, pace_rows: int, pace_wall: float) -> tuple[list[Table], list[Check]]:
     bare, mapped = result[BARE], result["nbllm.map"]
     t1 = Table(f"{n:,} rows, server answering after {DELAY * 1e3:.0f} ms, concurrency {CONCURRENCY}, {rounds} rounds, interleaved",
@@ -251,13 +262,16 @@ def report(n: int, rounds: int, result: dict[str, Stats], cpu: dict[str, float],
     t1.notes.append("nbllm.map writes every row to the exchange log (a temporary one), as a user's run does; "
                     "the NBLLM_LOG=off row shows what that costs")
     t2 = Table("imap memory: Python allocations while consuming (tracemalloc)",
-               ["rows", "nbllm.imap live (max of samples)", "nbllm.imap raw peak", "nbllm.map live at the end (keeps every answer)"])
-    for rows, (imap_live, imap_peak, map_live) in mem.items():
-        t2.add(f"{rows:,}", fmt_mib(imap_live), fmt_mib(imap_peak), fmt_mib(map_live))
+               ["rows", "nbllm.imap live (max of samples)", "nbllm.imap raw peak", "nbllm.imap live, NBLLM_LOG=off",
+                "nbllm.map live at the end (keeps every answer)"])
+    for rows, (imap_live, imap_peak, off_live, map_live) in mem.items():
+        t2.add(f"{rows:,}", fmt_mib(imap_live), fmt_mib(imap_peak), fmt_mib(off_live), fmt_mib(map_live))
     sizes = sorted(mem)
     growth = mem[sizes[-1]][0] / mem[sizes[0]][0]
+    off_growth = mem[sizes[-1]][2] / mem[sizes[0]][2]
     t2.notes.append(f"live: sampled every {SAMPLE_EVERY} rows after gc.collect(); imap at {sizes[-1]:,} rows / at "
-                    f"{sizes[0]:,} rows: {growth:.2f}x for {sizes[-1] / sizes[0]:.0f}x the rows")
+                    f"{sizes[0]:,} rows: {growth:.2f}x for {sizes[-1] / sizes[0]:.0f}x the rows "
+                    f"({off_growth:.2f}x with NBLLM_LOG=off)")
     t2.notes.append("raw peak: includes the reference cycles httpx leaves per request until the cyclic collector "
                     "frees them, so it moves with the collector's timing")
     error = abs(achieved - PACE_RPM) / PACE_RPM
