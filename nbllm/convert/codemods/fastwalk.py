@@ -10,6 +10,9 @@ order (``on_visit``, ``on_visit_attribute``, the children, ``on_leave_attribute`
 ``on_leave``); a visitor's walk copies nothing, a transformer's keeps every node none of whose
 children changed (the tree comes out equal, and a node that changed is rebuilt as LibCST
 rebuilds it), and the attribute hooks are skipped for visitors and codemods that have none.
+A visitor's ``visit_<Node>``/``leave_<Node>`` methods come from a table per class (``_Visits``), and
+the no-op stubs every LibCST visitor inherits are never called (in the scope resolution that
+was most of the hook calls).
 
 The order of each node type's children is read once from its ``_visit_and_replace_children``
 (a LibCST internal). It is a fast path only: at import a probe compares the hooks it calls
@@ -27,6 +30,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FunctionType
 from typing import Any
 
 import libcst as cst
@@ -39,7 +43,6 @@ _HELPERS = {"visit_required": "required", "visit_optional": "optional", "visit_s
             "visit_sequence": "sequence", "visit_iterable": "sequence", "visit_body_sequence": "body",
             "visit_body_iterable": "body"}
 _PLANS: dict[type, tuple[tuple[str, str], ...] | None] = {}
-_ATTR_HOOKS: dict[type, bool] = {}
 _LOCK = threading.Lock()
 _ACTIVE = 0
 _LIBCST_VISIT = (cst.CSTNode.visit, cst.Module.visit)
@@ -93,16 +96,55 @@ def _field(call: ast.Call) -> str:
     return arg.value
 
 
-def _attr_hooks(cls: type) -> bool:
-    """Whether a visitor class reacts to ``on_visit_attribute``/``on_leave_attribute`` at all
-    (LibCST's default looks up ``visit_<Node>_<field>`` methods; without any it does nothing)."""
-    hooks = _ATTR_HOOKS.get(cls)
-    if hooks is None:
-        hooks = _ATTR_HOOKS[cls] = (
-            cls.on_visit_attribute is not CSTVisitor.on_visit_attribute  # type: ignore[attr-defined]
-            or cls.on_leave_attribute is not CSTVisitor.on_leave_attribute  # type: ignore[attr-defined]
-            or any(n.startswith(("visit_", "leave_")) and n.count("_") > 1 for n in dir(cls)))
-    return hooks
+class _Visits:
+    """The hooks a read-only walk calls on one visitor class, looked up once per node type.
+
+    ``CSTVisitor.on_visit`` and its siblings look up ``visit_<Node>`` / ``leave_<Node>`` /
+    ``visit_<Node>_<field>`` by name at every node and field, and every visitor inherits a no-op
+    stub for each of them (``CSTTypedVisitorFunctions``); a class that keeps those defaults gets
+    its real hooks from a table here, and the stubs are not called at all. An ``on_*`` method the
+    class overrides is called as it is.
+    """
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.on_visit = cls.on_visit if cls.on_visit is not CSTVisitor.on_visit else None  # type: ignore[attr-defined]
+        self.on_leave = cls.on_leave if cls.on_leave is not CSTVisitor.on_leave else None  # type: ignore[attr-defined]
+        self.own_attrs = (cls.on_visit_attribute is not CSTVisitor.on_visit_attribute  # type: ignore[attr-defined]
+                          or cls.on_leave_attribute is not CSTVisitor.on_leave_attribute)  # type: ignore[attr-defined]
+        self.by_type: dict[type, tuple[Any, Any, dict[str, tuple[Any, Any]] | None]] = {}
+
+    def hooks(self, kind: type) -> tuple[Any, Any, dict[str, tuple[Any, Any]] | None]:
+        """(visit_<Node>, leave_<Node>, {field: (visit, leave)} or None when no field has a hook)."""
+        found = self.by_type.get(kind)
+        if found is None:
+            name = kind.__name__
+            fields: dict[str, tuple[Any, Any]] = {}
+            for field_name, _ in _plan(kind) or ():
+                pair = (self._hook(f"visit_{name}_{field_name}"), self._hook(f"leave_{name}_{field_name}"))
+                if pair != (None, None):
+                    fields[field_name] = pair
+            found = self.by_type[kind] = (self._hook(f"visit_{name}"), self._hook(f"leave_{name}"), fields or None)
+        return found
+
+    def _hook(self, name: str) -> Any:
+        """The method as a function of (visitor, node), or None for a missing or no-op one."""
+        fn = getattr(self.cls, name, None)
+        if fn is None or getattr(fn, "_is_no_op", False):
+            return None
+        if isinstance(fn, FunctionType):
+            return fn
+        return lambda visitor, node: getattr(visitor, name)(node)
+
+
+_VISITS: dict[type, _Visits] = {}
+
+
+def _visits(cls: type) -> _Visits:
+    found = _VISITS.get(cls)
+    if found is None:
+        found = _VISITS[cls] = _Visits(cls)
+    return found
 
 
 def _fields(node: cst.CSTNode, plan: Any) -> Iterator[tuple[str, Any, str]]:
@@ -120,23 +162,34 @@ def _fields(node: cst.CSTNode, plan: Any) -> Iterator[tuple[str, Any, str]]:
         yield name, value, how
 
 
-def _walk(node: cst.CSTNode, visitor: CSTVisitor, attrs: bool) -> None:
-    plan = _plan(type(node))
+def _walk(node: cst.CSTNode, visitor: CSTVisitor, visits: _Visits) -> None:
+    plan = _PLANS[type(node)] if type(node) in _PLANS else _plan(type(node))
     if plan is None:
         _LIBCST_VISIT[isinstance(node, cst.Module)](node, visitor)  # its children come back here
         return
-    if visitor.on_visit(node):
+    visit, leave, attrs = visits.hooks(type(node))
+    own_visit = visits.on_visit is not None
+    if visitor.on_visit(node) if own_visit else (visit is None or visit(visitor, node) is not False):
+        own = visits.own_attrs
         for name, value, how in _fields(node, plan):
-            if attrs:
+            hooks = attrs.get(name) if attrs is not None else None
+            if own:
                 visitor.on_visit_attribute(node, name)
+            elif hooks is not None and hooks[0] is not None:
+                hooks[0](visitor, node)
             if how in ("sequence", "body"):
                 for child in value:
-                    _walk(child, visitor, attrs)
+                    _walk(child, visitor, visits)
             elif how != "absent":
-                _walk(value, visitor, attrs)
-            if attrs:
+                _walk(value, visitor, visits)
+            if own:
                 visitor.on_leave_attribute(node, name)
-    visitor.on_leave(node)
+            elif hooks is not None and hooks[1] is not None:
+                hooks[1](visitor, node)
+    if visits.on_leave is not None:
+        visitor.on_leave(node)
+    elif leave is not None:
+        leave(visitor, node)
 
 
 def _transform(node: cst.CSTNode, visitor: CSTTransformer, attrs: bool) -> Any:
@@ -198,7 +251,7 @@ def attribute_hooks(visitor: Any) -> bool:
 
 def _node_visit(self: cst.CSTNode, visitor: Any) -> Any:
     if isinstance(visitor, CSTVisitor):
-        _walk(self, visitor, _attr_hooks(type(visitor)))
+        _walk(self, visitor, _visits(type(visitor)))
         return self  # what LibCST returns for a visitor
     if TRANSFORM and isinstance(visitor, CSTTransformer):
         return _transform(self, visitor, attribute_hooks(visitor))
@@ -207,7 +260,7 @@ def _node_visit(self: cst.CSTNode, visitor: Any) -> Any:
 
 def _module_visit(self: cst.Module, visitor: Any) -> Any:
     if isinstance(visitor, CSTVisitor):
-        _walk(self, visitor, _attr_hooks(type(visitor)))
+        _walk(self, visitor, _visits(type(visitor)))
         return self
     if TRANSFORM and isinstance(visitor, CSTTransformer):
         result = _transform(self, visitor, attribute_hooks(visitor))
@@ -257,6 +310,31 @@ class _Calls(CSTVisitor):
         self.calls.append(("leave_attr", id(original_node), attribute))
 
 
+def _named_witness() -> type[CSTVisitor]:
+    """A visitor with its own ``visit_<Node>`` / ``leave_<Node>`` method for every node type, a few
+    per-field ones and none of the ``on_*`` methods: the witness for ``_Visits``' tables. It does
+    not enter lambdas (``visit_Lambda`` returns False)."""
+
+    def record(kind: str, name: str, result: bool | None = None) -> Any:
+        def hook(self: Any, node: cst.CSTNode) -> bool | None:
+            self.calls.append((kind, id(node), name))
+            return result
+        return hook
+
+    methods: dict[str, Any] = {}
+    for name in dir(cst):
+        kind = getattr(cst, name)
+        if isinstance(kind, type) and issubclass(kind, cst.CSTNode):
+            methods[f"visit_{name}"] = record("visit", name, False if name == "Lambda" else None)
+            methods[f"leave_{name}"] = record("leave", name)
+    for name in ("ClassDef_bases", "Call_func", "Param_default", "Attribute_attr"):
+        methods[f"visit_{name}"] = record("visit_attr", name)
+        methods[f"leave_{name}"] = record("leave_attr", name)
+    return type("_Named", (_Calls,), {**methods, "on_visit": CSTVisitor.on_visit, "on_leave": CSTVisitor.on_leave,
+                                       "on_visit_attribute": CSTVisitor.on_visit_attribute,
+                                       "on_leave_attribute": CSTVisitor.on_leave_attribute})
+
+
 _SAMPLE = '''\
 from __future__ import annotations
 import os, sys as system
@@ -299,15 +377,19 @@ x = (((((1)))))
 
 
 def _probe() -> bool:
-    """Whether the fast walk calls the hooks LibCST's walk calls, in the same order (on a sample)."""
+    """Whether the fast walk calls the hooks LibCST's walk calls, in the same order (on a sample), both
+    through a visitor's own ``on_*`` methods and through the tables of ``_Visits``."""
     if os.environ.get("NBLLM_LIBCST_PUBLIC"):
         return False
     try:
         sample = cst.parse_module(_SAMPLE)
-        public, fast = _Calls(), _Calls()
-        sample.visit(public)
-        _walk(sample, fast, True)
-        return public.calls == fast.calls
+        for witness in (_Calls, _named_witness()):
+            public, fast = witness(), witness()
+            sample.visit(public)
+            _walk(sample, fast, _visits(witness))
+            if public.calls != fast.calls:
+                return False
+        return True
     except Exception:  # any drift in LibCST's internals: its own walk
         return False
 
