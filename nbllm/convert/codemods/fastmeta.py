@@ -70,16 +70,19 @@ class FastDispatch:
     """CSTTransformer's dispatch, the same calls in the same order, from a per-class table
     (LibCST's own matcher-aware dispatch when the fast path is off)."""
 
+    _visits: dict[str, Callable[..., Any]]  # the class's tables, put on the instance by init_codemod
+    _leaves: dict[str, Callable[..., Any]]
+
     def on_visit(self, node: cst.CSTNode) -> bool:
         if not FAST:
             return super().on_visit(node)  # type: ignore[misc,no-any-return]
-        fn = _hooks(type(self))[0].get(type(node).__name__)
+        fn = self._visits.get(type(node).__name__)
         return fn is None or fn(self, node) is not False
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Any:
         if not FAST:
             return super().on_leave(original_node, updated_node)  # type: ignore[misc]
-        fn = _hooks(type(self))[1].get(type(original_node).__name__)
+        fn = self._leaves.get(type(original_node).__name__)
         return updated_node if fn is None else fn(self, original_node, updated_node)
 
     def attribute_hooks(self) -> bool:
@@ -267,6 +270,7 @@ def init_codemod(command: MatcherDecoratableTransformer, context: Any) -> None:
     traversal hooks bound over ``FastDispatch``'s.
     """
     cls = type(command)
+    command._visits, command._leaves, _ = _hooks(cls)  # type: ignore[attr-defined]
     if not FAST:
         VisitorBasedCodemodCommand.__init__(command, context)  # type: ignore[arg-type]
         return

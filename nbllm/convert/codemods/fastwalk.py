@@ -192,10 +192,24 @@ def _walk(node: cst.CSTNode, visitor: CSTVisitor, visits: _Visits) -> None:
         leave(visitor, node)
 
 
+_NODE, _REMOVAL, _FLATTEN, _OTHER = range(4)
+_KINDS: dict[type, int] = {}
+
+
+def _kind(cls: type) -> int:
+    """What a hook returned: a node, a RemovalSentinel, a FlattenSentinel or something else
+    (``isinstance`` against LibCST's abstract classes is slow, and the answer depends on the type)."""
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _KINDS[cls] = (_FLATTEN if issubclass(cls, cst.FlattenSentinel) else _REMOVAL if issubclass(
+            cls, cst.RemovalSentinel) else _NODE if issubclass(cls, cst.CSTNode) else _OTHER)
+    return kind
+
+
 def _transform(node: cst.CSTNode, visitor: CSTTransformer, attrs: bool) -> Any:
     """LibCST's transformer walk (same hooks, same order, same checks), except that a node none
     of whose children changed is kept as it is instead of copied: the tree comes out equal."""
-    plan = _plan(type(node))
+    plan = _PLANS[type(node)] if type(node) in _PLANS else _plan(type(node))
     if plan is None:
         return _LIBCST_VISIT[isinstance(node, cst.Module)](node, visitor)
     updated = node
@@ -206,40 +220,49 @@ def _transform(node: cst.CSTNode, visitor: CSTTransformer, attrs: bool) -> Any:
                 visitor.on_visit_attribute(node, name)
             if how in ("sequence", "body"):
                 new = _children(value, visitor, attrs, how == "body")
-                if type(value) is not tuple or len(new) != len(value) or any(a is not b for a, b in zip(new, value, strict=True)):
+                if new is not None:
                     changes[name] = new  # LibCST always stores a tuple here
             elif how != "absent":
                 new = _transform(value, visitor, attrs)
-                if isinstance(new, cst.FlattenSentinel) or (how == "required" and isinstance(new, cst.RemovalSentinel)):
-                    raise TypeError(f"We got a {type(new).__name__} while visiting a {type(value).__name__}. This "
-                                    "node's parent does not allow it.")
-                if isinstance(new, cst.RemovalSentinel):
-                    new = None if how == "optional" else MaybeSentinel.DEFAULT
                 if new is not value:
-                    changes[name] = new
+                    kind = _kind(type(new))
+                    if kind == _FLATTEN or (how == "required" and kind == _REMOVAL):
+                        raise TypeError(f"We got a {type(new).__name__} while visiting a {type(value).__name__}. "
+                                        "This node's parent does not allow it.")
+                    changes[name] = (None if how == "optional" else MaybeSentinel.DEFAULT) if kind == _REMOVAL else new
             if attrs:
                 visitor.on_leave_attribute(node, name)
         if changes:
             updated = dataclasses.replace(node, **changes)
     result = visitor.on_leave(node, updated)
-    if not isinstance(result, (cst.CSTNode, cst.RemovalSentinel, cst.FlattenSentinel)):
+    if result is not updated and _kind(type(result)) == _OTHER:
         raise cst.CSTValidationError("Expected a node of type CSTNode or a RemovalSentinel, "
                                      f"but got a return value of {type(result).__name__}")
     return result
 
 
-def _children(values: Any, visitor: CSTTransformer, attrs: bool, body: bool) -> tuple[Any, ...]:
-    """A sequence field walked as ``visit_sequence`` / ``visit_body_sequence`` walk it."""
+def _children(values: Any, visitor: CSTTransformer, attrs: bool, body: bool) -> tuple[Any, ...] | None:
+    """A sequence field walked as ``visit_sequence`` / ``visit_body_sequence`` walk it: the new
+    tuple, or None when it holds the same nodes as before."""
     out: list[Any] = []
+    same = True
     for child in values:
         new = _transform(child, visitor, attrs)
-        if isinstance(new, cst.RemovalSentinel):
+        if new is child:
+            out.append(child)
             continue
-        if isinstance(new, cst.FlattenSentinel):
+        same = False
+        kind = _kind(type(new))
+        if kind == _REMOVAL:
+            continue
+        if kind == _FLATTEN:
             out.extend(n for n in new if not (body and not child._is_removable() and n._is_removable()))
         elif not (body and not child._is_removable() and new._is_removable()):
             out.append(new)
-    return tuple(out)
+    if type(values) is not tuple or not (same or (len(out) == len(values) and all(
+            a is b for a, b in zip(out, values, strict=True)))):
+        return tuple(out)
+    return None
 
 
 def attribute_hooks(visitor: Any) -> bool:
