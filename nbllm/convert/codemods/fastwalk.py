@@ -142,6 +142,7 @@ class _Visits:
 
 
 _VISITS: dict[type, _Visits] = {}
+_DEFAULT = MaybeSentinel.DEFAULT  # an empty sentinel field (MaybeSentinel's one member)
 
 # LibCST's ScopeVisitor.on_leave, called for every node of every scope resolution: its
 # isinstance against fourteen node classes goes through ABCMeta for each (about 2 us a node,
@@ -187,21 +188,6 @@ def _visits(cls: type) -> _Visits:
     return found
 
 
-def _fields(node: cst.CSTNode, plan: Any) -> Iterator[tuple[str, Any, str]]:
-    """A node's fields in LibCST's order, as (name, value, how): ``how`` is "sequence", "body",
-    "required", "optional", "sentinel", or "absent" for an empty optional or sentinel field (its
-    attribute hooks run, nothing is walked); an "auto" field that is None is left out altogether."""
-    for name, how in plan:
-        value = getattr(node, name)
-        if how == "auto":
-            if value is None:
-                continue
-            how = "required" if isinstance(value, cst.CSTNode) else "sequence"
-        elif (how == "optional" and value is None) or (how == "sentinel" and isinstance(value, MaybeSentinel)):
-            how = "absent"
-        yield name, value, how
-
-
 def _walk(node: cst.CSTNode, visitor: CSTVisitor, visits: _Visits) -> None:
     plan = _PLANS[type(node)] if type(node) in _PLANS else _plan(type(node))
     if plan is None:
@@ -211,17 +197,22 @@ def _walk(node: cst.CSTNode, visitor: CSTVisitor, visits: _Visits) -> None:
     own_visit = visits.on_visit is not None
     if visitor.on_visit(node) if own_visit else (visit is None or visit(visitor, node) is not False):
         own = visits.own_attrs
-        for name, value, how in _fields(node, plan):
+        for name, how in plan:  # the fields in LibCST's order (the same steps in _transform)
+            value = getattr(node, name)
+            if how == "auto":  # left out when None, else a node or a sequence
+                if value is None:
+                    continue
+                how = "required" if isinstance(value, cst.CSTNode) else "sequence"
             hooks = attrs.get(name) if attrs is not None else None
             if own:
                 visitor.on_visit_attribute(node, name)
             elif hooks is not None and hooks[0] is not None:
                 hooks[0](visitor, node)
-            if how in ("sequence", "body"):
+            if how == "sequence" or how == "body":
                 for child in value:
                     _walk(child, visitor, visits)
-            elif how != "absent":
-                _walk(value, visitor, visits)
+            elif not ((how == "optional" and value is None) or (how == "sentinel" and value is _DEFAULT)):
+                _walk(value, visitor, visits)  # (an empty optional or sentinel field is not walked)
             if own:
                 visitor.on_leave_attribute(node, name)
             elif hooks is not None and hooks[1] is not None:
@@ -255,14 +246,19 @@ def _transform(node: cst.CSTNode, visitor: CSTTransformer, attrs: bool) -> Any:
     updated = node
     if visitor.on_visit(node):
         changes: dict[str, Any] = {}
-        for name, value, how in _fields(node, plan):
+        for name, how in plan:
+            value = getattr(node, name)
+            if how == "auto":
+                if value is None:
+                    continue
+                how = "required" if isinstance(value, cst.CSTNode) else "sequence"
             if attrs:
                 visitor.on_visit_attribute(node, name)
-            if how in ("sequence", "body"):
+            if how == "sequence" or how == "body":
                 new = _children(value, visitor, attrs, how == "body")
                 if new is not None:
                     changes[name] = new  # LibCST always stores a tuple here
-            elif how != "absent":
+            elif not ((how == "optional" and value is None) or (how == "sentinel" and value is _DEFAULT)):
                 new = _transform(value, visitor, attrs)
                 if new is not value:
                     kind = _kind(type(new))
