@@ -75,6 +75,8 @@ def map(prompt: str, rows: Any, provider: str | None = None, *, model: str | Non
     Series gives a Series on its index, anything else a list. A failed row holds an
     ``nbllm.Failed`` value and the summary says why. At most ``concurrency`` requests are in
     flight, paced to ``rpm``/``tpm`` (default: the provider's documented limits; 0 turns one off).
+    A row answered before comes from the exchange log (``cache="on"``, the default, so a rerun
+    resumes); ``cache="off"`` asks every row again.
     """
     from nbllm.batch.table import run_map
 

@@ -3,6 +3,10 @@
 The config file is ``$NBLLM_CONFIG`` or ``config.toml`` in the platform's user config dir.
 It may change any field of a built-in row and add new OpenAI-compatible providers; other
 packages add providers through the ``nbllm.providers`` entry-point group.
+
+Provider ids are names a user types (``--to ERNIE``, ``%llm use Qwen``, ``[providers.Kimi]``), so
+they are found in any case: ``find_id`` is the one lookup, used by ``get_spec``, ``split_target``
+and the config file's tables. Two ids differing only in case are one provider.
 """
 
 from __future__ import annotations
@@ -68,6 +72,20 @@ def _broken(path: Path, exc: Exception) -> ConfigError:
         f"The nbllm config file {path} could not be read ({exc}). Fix or remove it, or point "
         "NBLLM_CONFIG at another file."
     )
+
+
+def find_id(name: str, specs: dict[str, ProviderSpec]) -> str | None:
+    """The id in ``specs`` that ``name`` names, in any case (``"DeepSeek"`` -> ``"deepseek"``), or None."""
+    if name in specs:
+        return name
+    folded = name.casefold()
+    return next((pid for pid in specs if pid.casefold() == folded), None)
+
+
+def catalogue_id(name: str) -> str:
+    """A built-in or plugin id ``name`` names in any case, else ``name`` itself (a provider of the config's own)."""
+    specs = {spec.id: spec for spec in (*BUILTIN, *_plugin_specs())}
+    return find_id(name, specs) or name
 
 
 def env_name(provider_id: str) -> str:
@@ -240,25 +258,34 @@ def _env_values(names: tuple[str, ...]) -> tuple[str | None, ...]:
 def _build_specs(config: dict[str, Any]) -> dict[str, ProviderSpec]:
     specs = {spec.id: spec for spec in BUILTIN}
     for spec in _plugin_specs():
-        specs.setdefault(spec.id, spec)
+        if find_id(spec.id, specs) is None:  # a built-in row wins over a plugin's, in any case
+            specs[spec.id] = spec
     origin = str(config_path())
     tables = config.get("providers") or {}
     if not isinstance(tables, dict):
         raise ConfigError(f"The nbllm config file {origin}: providers must be a table of [providers.<id>] "
                           f"tables, not {_type_name(tables)}.")
-    for pid, table in tables.items():
+    written: dict[str, str] = {}  # each table's id in lower case -> the table's name as written
+    for name, table in tables.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"The nbllm config file {origin}: providers.{pid} must be a table "
-                              f"([providers.{pid}]), not {_type_name(table)}.")
+            raise ConfigError(f"The nbllm config file {origin}: providers.{name} must be a table "
+                              f"([providers.{name}]), not {_type_name(table)}.")
+        first = written.setdefault(name.casefold(), name)
+        if first != name:
+            raise ConfigError(
+                f"The nbllm config file {origin} has both [providers.{first}] and [providers.{name}]: provider ids "
+                "do not depend on case, so both tables name one provider. Merge them into one table."
+            )
+        pid = find_id(name, specs) or name  # [providers.Kimi] changes the built-in kimi
         # [providers.ID.prices] is read by the exchange log's usage totals, not part of the row
         fields_ = {k: v for k, v in table.items() if k != "prices"}
         if fields_ or pid not in specs:
-            specs[pid] = _apply_table(specs.get(pid), pid, fields_, origin)
+            specs[pid] = _apply_table(specs.get(pid), name, fields_, origin)
     for spec in specs.values():
         register_key_env((*spec.key_env, *spec.secret_env))  # their values are masked from now on
     for pid, spec in specs.items():
         url = os.environ.get(f"NBLLM_{env_name(pid)}_BASE_URL")
-        if not url and spec.base_url_env and pid not in (config.get("providers") or {}):
+        if not url and spec.base_url_env and pid.casefold() not in written:
             url = os.environ.get(spec.base_url_env)
         if url:
             specs[pid] = spec = spec.with_changes(base_url=url)
@@ -281,10 +308,9 @@ def get_spec(provider_id: str, specs: dict[str, ProviderSpec] | None = None) -> 
         raise UnknownProviderError(f"A provider is named by its id as a string, not {_type_name(provider_id)} "
                                    f"({_short(provider_id)}).")
     specs = load_specs() if specs is None else specs
-    try:
-        return specs[provider_id]
-    except KeyError:
-        pass
+    pid = find_id(provider_id, specs)
+    if pid is not None:
+        return specs[pid]
     close = difflib.get_close_matches(provider_id.lower(), list(specs), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownProviderError(
@@ -303,7 +329,7 @@ def split_target(target: str, specs: dict[str, ProviderSpec] | None = None) -> t
         return target, None
     head, model = target[:cut], target[cut + 1 :]
     specs = load_specs() if specs is None else specs
-    if head not in specs and target in specs:
+    if find_id(head, specs) is None and find_id(target, specs) is not None:
         return target, None
     return head, model or None
 

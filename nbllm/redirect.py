@@ -12,19 +12,27 @@ one-paragraph message into the SDK's own exception. The one public setting we do
 ``OPENAI_API_KEY``: unset, it gets a placeholder so ``OpenAI()`` can be built without an OpenAI
 account. ``off`` puts every attribute and the variable back.
 The SDK facts: docs/redirect.md#where-every-request-is-built and docs/redirect.md#errors.
+
+Redirected chat requests are written to the exchange log too (``nbllm.log.redirected`` builds the
+row): a rewritten request carries a ``Call`` in its extensions, and a response hook on the SDK
+client's httpx client reads the answer (a whole JSON body) or copies a stream's bytes as the
+SDK reads them, without holding them back (docs/exchange-log.md#redirected-openai-sdk-calls).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from types import ModuleType, TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 from nbllm.errors import ConfigError, NbllmError
 from nbllm.modelmap import ModelMap, is_openai_model, parse_overrides, tier_of
@@ -35,6 +43,8 @@ OPENAI_HOST = "api.openai.com"
 PLACEHOLDER_KEY = "nbllm-redirect-no-openai-key"
 # Headers that carry OpenAI credentials or account ids: never forwarded to another host.
 _DROPPED = {"authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "host"}
+KEY_REMOVED = "[OpenAI key removed by nbllm]"  # stands where a prompt quoted the OpenAI key
+LOGGED = "nbllm_log_call"  # the request extension that carries a redirected chat call to the log hook
 
 
 @dataclass
@@ -277,16 +287,29 @@ def rewrite(request: Any, client_key: str | None = None) -> Any:
         return None
     target = state.target
     secrets = _openai_keys(client_key)
-    url = _without_keys_in_query(url, secrets)
+    url = _without_keys_in_url(url, secrets, target)
     body = _json_body(request)
     dropped = _DROPPED | ({"content-length"} if body is not None else set())
     headers = _provider_headers(request.headers.multi_items(), target, dropped, secrets)
     kwargs: dict[str, Any] = {"extensions": request.extensions}
     if body is None:  # multipart uploads and the like: the same bytes, to the new URL
+        _refuse_keys_in_bytes(_chunks(request), secrets, target)
         kwargs["stream"] = request.stream
+        headers.append(("Host", urlsplit(url).netloc.rpartition("@")[2]))  # httpx adds it only for content=
     else:
-        kwargs["content"] = json.dumps(_map_body(body, state), ensure_ascii=False).encode()
+        sent = _without_keys(_map_body(body, state), secrets)
+        kwargs["content"] = json.dumps(sent, ensure_ascii=False).encode()
+        kwargs["extensions"] = {**request.extensions, **_log_call(url, sent, target)}
     return type(request)(request.method, url, headers=headers, **kwargs)
+
+
+def _log_call(url: str, body: dict[str, Any], target: Target) -> dict[str, Any]:
+    """The extension that gets a chat request's answer logged (nothing for other endpoints)."""
+    from nbllm.log.redirected import CHAT_PATH, Call
+
+    if not urlsplit(url).path.endswith(CHAT_PATH):
+        return {}
+    return {LOGGED: Call(target.spec, target.base_url, body)}
 
 
 def _openai_keys(client_key: str | None) -> set[str]:
@@ -294,12 +317,66 @@ def _openai_keys(client_key: str | None) -> set[str]:
     return {k for k in keys if isinstance(k, str) and len(k) >= 8 and k != PLACEHOLDER_KEY}
 
 
-def _without_keys_in_query(url: str, secrets: set[str]) -> str:
+def _without_keys_in_url(url: str, secrets: set[str], target: Target) -> str:
+    """``url`` without the query parameters that name or hold an OpenAI key; a key left in the path is refused."""
     parts = urlsplit(url)
-    if not parts.query or not any(s in unquote(parts.query) for s in secrets):
-        return url
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not any(s in v for s in secrets)]
-    return parts._replace(query=urlencode(kept)).geturl()
+    if parts.query and any(s in unquote_plus(parts.query) for s in secrets):
+        kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                if not any(s in k or s in v for s in secrets)]
+        url = parts._replace(query=urlencode(kept)).geturl()
+    if any(s in unquote_plus(url) for s in secrets):
+        raise _key_refused("URL", target)
+    return url
+
+
+def _without_keys(value: Any, secrets: set[str]) -> Any:
+    """A JSON body without OpenAI keys: a field holding one (``"api_key": ...``, a relay's
+    ``"Bearer ..."``) is dropped, and a text quoting one keeps the rest with KEY_REMOVED in its place."""
+    if not secrets:
+        return value
+    if isinstance(value, dict):
+        return {k: _without_keys(v, secrets) for k, v in value.items()
+                if not _holds_key(v, secrets) and not any(s in str(k) for s in secrets)}
+    if isinstance(value, list):
+        return [_without_keys(v, secrets) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, KEY_REMOVED)
+    return value
+
+
+def _holds_key(value: Any, secrets: set[str]) -> bool:
+    """A value that is a credential: the key itself, maybe after ``Bearer``, and nothing else."""
+    return isinstance(value, str) and value.strip().removeprefix("Bearer ").strip() in secrets
+
+
+def _chunks(request: Any) -> Collection[bytes] | Any:
+    """The bytes of a non-JSON body: read already, or the upload stream (httpx re-reads it to send)."""
+    try:
+        return [request.content]
+    except Exception:  # a streamed upload not read yet (httpx and httpx2 name that error apart)
+        return request.stream if hasattr(request.stream, "__iter__") else []
+
+
+def _refuse_keys_in_bytes(chunks: Any, secrets: set[str], target: Target) -> None:
+    """An upload or form holding the OpenAI key cannot be edited safely: it is not sent at all."""
+    if not secrets:
+        return
+    longest = max(map(len, secrets))
+    tail = b""
+    for chunk in chunks:
+        data = tail + bytes(chunk)
+        if any(s.encode() in data for s in secrets):
+            raise _key_refused("body", target)
+        tail = data[-longest:]
+
+
+def _key_refused(where: str, target: Target) -> ConfigError:
+    return ConfigError(
+        f"nbllm redirect: this OpenAI SDK request carries your OpenAI key in its {where}, which nbllm will not "
+        f"send to {target.spec.label} ({target.spec.id}); nothing was sent. Take the key out of the data, or "
+        "%llm redirect off to send it to OpenAI."
+    )
 
 
 def _provider_headers(pairs: Any, target: Target, dropped: set[str],
@@ -406,6 +483,7 @@ def _install_v0(openai: Any) -> None:
 
     owner = api_requestor.APIRequestor
     _patch(owner, "_prepare_request_raw", _wrap_prepare_raw(owner._prepare_request_raw))
+    _patch(owner, "request_raw", _wrap_request_raw(owner.request_raw))
     if openai.api_key is None:  # 0.x reads the key from the module; unset, every call raises first
         _patch_value(openai, "api_key", PLACEHOLDER_KEY)
 
@@ -418,12 +496,58 @@ def _wrap_prepare_raw(original: Callable[..., Any]) -> Callable[..., Any]:
         url = provider_url(abs_url, state.target) if state and str(self.api_type).endswith("OPEN_AI") else None
         if state is None or url is None:
             return abs_url, headers, data
-        if isinstance(data, bytes) and "json" in str(headers.get("Content-Type", "")):
-            data = json.dumps(_map_body(json.loads(data), state), ensure_ascii=False).encode()
         secrets = _openai_keys(getattr(self, "api_key", None))
+        url = _without_keys_in_url(url, secrets, state.target)
+        if isinstance(data, bytes) and "json" in str(headers.get("Content-Type", "")):
+            sent = _without_keys(_map_body(json.loads(data), state), secrets)
+            data = json.dumps(sent, ensure_ascii=False).encode()
+            _v0_call.pending = _log_call(url, sent, state.target).get(LOGGED)  # request_raw logs its answer
+        elif isinstance(data, dict):  # the form fields of an upload (the files go to requests apart)
+            data = _without_keys(data, secrets)
+        elif data is not None:
+            _refuse_keys_in_bytes([data], secrets, state.target)
         return url, dict(_provider_headers(headers.items(), state.target, _DROPPED, secrets)), data
 
     return _prepare_request_raw
+
+
+_v0_call = threading.local()  # .pending: the Call _prepare_request_raw made for the request_raw around it
+
+
+def _wrap_request_raw(original: Callable[..., Any]) -> Callable[..., Any]:
+    """openai<1's blocking send: its ``requests`` answer is logged as the v1 hook logs httpx's
+    (0.x's asyncio path, over aiohttp, is not logged)."""
+    def request_raw(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _v0_call.pending = None
+        result = original(self, *args, **kwargs)
+        call, _v0_call.pending = getattr(_v0_call, "pending", None), None
+        if call is not None and not 300 <= result.status_code < 400:
+            _log_v0(result, call)
+        return result
+
+    return request_raw
+
+
+def _log_v0(result: Any, call: Any) -> None:
+    status = result.status_code
+    if call.streamed and status < 400 and "text/event-stream" in result.headers.get("Content-Type", ""):
+        lines = result.iter_lines
+
+        def iter_lines(*args: Any, **kwargs: Any) -> Any:  # what 0.x reads a stream with
+            seen: list[bytes] = []
+            try:
+                for line in lines(*args, **kwargs):
+                    call.arrived()
+                    seen.append(line)
+                    yield line
+            finally:  # the end, or the notebook stopped reading (the generator is closed)
+                _finish(call, status, b"\n".join(seen))
+
+        result.iter_lines = iter_lines
+        return
+    raw = result.content  # 0.x reads it next anyway
+    call.arrived()
+    _finish(call, status, raw, result.headers)
 
 
 def _patch_value(owner: Any, name: str, value: Any) -> None:
@@ -449,9 +573,116 @@ def _wrap_build_request(original: Callable[..., Any]) -> Callable[..., Any]:
         request = original(self, *args, **kwargs)
         if _left_alone(self):
             return request
-        return rewrite(request, getattr(self, "api_key", None)) or request
+        new = rewrite(request, getattr(self, "api_key", None))
+        if new is None:
+            return request
+        if LOGGED in new.extensions and getattr(self, "_client", None) is not None:
+            _hook_log(self._client)
+        return new
 
     return _build_request
+
+
+# -- the exchange log ----------------------------------------------------------------------------
+def _hook_log(http_client: Any) -> None:
+    """Add the log's response hook to an SDK client's httpx client, once (it stays: without a
+    ``Call`` on the request, after ``off`` too, it does nothing)."""
+    hook = _alog_response if inspect.iscoroutinefunction(http_client.send) else _log_response
+    with _lock:
+        hooks = http_client.event_hooks
+        if hook not in hooks["response"]:
+            http_client.event_hooks = {**hooks, "response": [*hooks["response"], hook]}
+
+
+def _log_response(response: Any) -> None:
+    call = _call_of(response)
+    if call is None:
+        return
+    if _teed(response, call):
+        return
+    response.read()  # the SDK reads it next anyway: a whole answer or an error body
+    call.arrived()
+    _finish(call, response.status_code, response.content, response.headers)
+
+
+async def _alog_response(response: Any) -> None:
+    call = _call_of(response)
+    if call is None:
+        return
+    if _teed(response, call):
+        return
+    await response.aread()
+    call.arrived()
+    _finish(call, response.status_code, response.content, response.headers)
+
+
+def _call_of(response: Any) -> Any:
+    """The ``Call`` of a redirected chat answer to log, or None (3xx: the SDK follows it on)."""
+    call = response.request.extensions.get(LOGGED)
+    if call is None or call.logged or 300 <= response.status_code < 400:
+        return None
+    return call
+
+
+def _teed(response: Any, call: Any) -> bool:
+    """For a streamed answer, copy its bytes to the log as the SDK reads them (never ahead of it)."""
+    if not (call.streamed and response.status_code < 400
+            and "event-stream" in response.headers.get("content-type", "")):
+        return False
+    flavour = sys.modules[type(response).__module__.partition(".")[0]]  # httpx or httpx2
+    tee = _tee_class(flavour.SyncByteStream, flavour.AsyncByteStream)
+    response.stream = tee(response.stream, call, response.status_code)
+    return True
+
+
+def _finish(call: Any, status: int, raw: bytes, headers: Any = None) -> None:
+    try:
+        call.finish(status, raw, headers)
+    except Exception as exc:  # the log must never cost the user the SDK's answer
+        warnings.warn(f"nbllm: a redirected call was not logged: {type(exc).__name__}: {exc}", RuntimeWarning,
+                      stacklevel=2)
+
+
+@functools.cache
+def _tee_class(sync_base: type, async_base: type) -> type:
+    """A byte stream of the response's own httpx flavour that passes every chunk on and keeps a copy;
+    when the SDK has read it to the end or closed it (a ``break``), the copy is logged."""
+
+    class Tee(sync_base, async_base):  # type: ignore[valid-type, misc]
+        def __init__(self, stream: Any, call: Any, status: int) -> None:
+            self._stream, self._call, self._status = stream, call, status
+            self._chunks: list[bytes] = []
+
+        def __iter__(self) -> Any:
+            for chunk in self._stream:
+                self._call.arrived()
+                self._chunks.append(chunk)
+                yield chunk
+            self._end()
+
+        async def __aiter__(self) -> Any:
+            async for chunk in self._stream:
+                self._call.arrived()
+                self._chunks.append(chunk)
+                yield chunk
+            self._end()
+
+        def close(self) -> None:
+            try:
+                self._stream.close()
+            finally:
+                self._end()
+
+        async def aclose(self) -> None:
+            try:
+                await self._stream.aclose()
+            finally:
+                self._end()
+
+        def _end(self) -> None:
+            _finish(self._call, self._status, b"".join(self._chunks))
+
+    return Tee
 
 
 def _left_alone(client: Any) -> bool:

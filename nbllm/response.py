@@ -23,6 +23,12 @@ plug in here and never in the CLI, magics or widget:
 
 Both return a function that removes the hook again.
 
+``close()`` may be called from any thread, also while another thread is reading: the reading
+thread then ends as on a ``break`` (partial text kept, no error). Providers make that prompt by
+registering, while the first delta is read (where they connect and send), how to cut the
+connection (``on_stop``: an HTTP provider shuts its socket down); a provider that registers
+nothing stops at its next delta.
+
 ``AsyncResponse`` is the asyncio twin (``async for``, ``await areply()``): it differs only in
 how it reads the provider (``astream``/``afetch``), so the hooks, figures and finishing are the
 same object's.
@@ -30,6 +36,7 @@ same object's.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 import weakref
@@ -50,6 +57,32 @@ SOURCES = ("api", "cli", "magic", "compare", "widget")  # the front ends that se
 
 _observers: list[Callback] = []
 _responders: list[Responder] = []
+
+STOP_WAIT = 2.0  # seconds close() waits for a reader in another thread to end (it ends later if it must)
+class _Reading(threading.local):
+    response: Response | None = None  # the Response whose provider stream this thread is opening
+
+
+_reading = _Reading()
+_stopping = threading.Lock()  # a stop registered while close() runs in another thread is not missed
+_ended = threading.Condition()  # notified whenever a response finishes; close() waits on it
+
+
+def on_stop(stop: Callable[[], None]) -> None:
+    """Register how to cut the stream this thread is reading, for ``close()`` from another thread.
+
+    Providers call it once their connection is open (``HTTPProvider.send``: shut the socket down);
+    outside a response it does nothing, and a response already asked to stop calls ``stop`` at once.
+    """
+    response = _reading.response
+    if response is not None:
+        response._add_stop(stop)
+
+
+def stop_requested() -> bool:
+    """The response this thread is reading was closed from another thread (retries then give up)."""
+    response = _reading.response
+    return response is not None and response._stop_requested
 
 
 def add_observer(fn: Callback) -> Callable[[], None]:
@@ -113,6 +146,9 @@ class Response:
         self._ahead: list[Delta] = []  # read by prefetch(), not yet handed to the reader
         self._reader: weakref.ref[Iterator[Delta]] | None = None
         self._readers: weakref.WeakSet[Generator[Delta, None, None]] = weakref.WeakSet()  # not yet ended
+        self._reader_thread: int | None = None  # the thread that reads the provider's stream
+        self._stop_requested = False  # close() was called while a thread was reading
+        self._stops: list[Callable[[], None]] = []  # how to cut the open connection (on_stop)
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else type(self.error).__name__ if self.error else "stopped" if self.done else "open"
@@ -165,13 +201,13 @@ class Response:
         try:
             while self._ahead:
                 yield self._ahead.pop(0)
-            while not self.done:
+            while not self.done and not self._stop_requested:
                 delta = self._next()
                 if delta is None:
                     return
                 yield delta
         finally:  # the last reader stopped early (break, close, GC, its own exception): end here
-            if not self.done and not self._other_reader():
+            if not self.done and (self._stop_requested or not self._other_reader()):
                 self._finish(stopped=True)
 
     def _other_reader(self) -> bool:
@@ -181,19 +217,38 @@ class Response:
         return any(inspect.getgeneratorstate(r) == inspect.GEN_SUSPENDED for r in self._readers)
 
     def _next(self) -> Delta | None:
-        """One delta from the provider, added up; None at the end; errors finish and raise."""
+        """One delta from the provider, added up; None at the end; errors finish and raise.
+
+        A failure after ``close()`` from another thread cut the connection is that stop, not an error.
+        """
+        self._reader_thread = threading.get_ident()
         try:
-            if self._deltas is None:  # a responder or an opener that raises is the response's error too
-                self._open()
-            delta = next(self._deltas)  # type: ignore[arg-type]
+            # a responder or an opener that raises is the response's error too
+            delta = self._first() if self._deltas is None else next(self._deltas)
         except StopIteration:
             self._finish()
             return None
-        except BaseException as exc:  # provider errors, and Ctrl-C while waiting for the network
+        except Exception as exc:
+            if self._stop_requested:
+                self._finish(stopped=True)
+                return None
+            self._finish(error=exc)
+            raise
+        except BaseException as exc:  # Ctrl-C while waiting for the network
             self._finish(error=exc)
             raise
         self._add(delta)
         return delta
+
+    def _first(self) -> Delta:
+        """Open the stream and read its first delta: where providers connect, send and retry, so
+        where ``on_stop`` and ``stop_requested`` find this response."""
+        outer, _reading.response = _reading.response, self
+        try:
+            self._open()
+            return next(self._deltas)  # type: ignore[arg-type]
+        finally:
+            _reading.response = outer
 
     def _open(self) -> None:
         self._start = self._clock()
@@ -226,7 +281,7 @@ class Response:
         The deltas read are handed out again by the next iteration (a fallback chain uses this
         to move on to another provider while nothing has been shown).
         """
-        while not self.done and not any(d.text or d.reasoning for d in self._ahead):
+        while not self.done and not self._stop_requested and not any(d.text or d.reasoning for d in self._ahead):
             delta = self._next()
             if delta is None:
                 break
@@ -242,12 +297,44 @@ class Response:
         return self
 
     def close(self) -> None:
-        """Stop reading: the provider's stream is closed and the response finished (idempotent)."""
+        """Stop reading: the provider's stream is closed and the response finished (idempotent).
+
+        From a thread other than the reader's, the reader is stopped where it waits (the connection
+        is cut) or before its next delta, and ends in its own thread as on a ``break``: its stream is
+        never closed under it. This waits up to STOP_WAIT seconds for that.
+        """
+        if self.done:
+            return
+        reading = self._reader_thread
+        if reading is not None and reading != threading.get_ident():
+            self._request_stop(wait=True)
+            return
         reader = self._reader() if self._reader is not None else None
         if reader is not None:
-            reader.close()  # type: ignore[attr-defined]
+            try:
+                reader.close()  # type: ignore[attr-defined]
+            except ValueError:  # closed from its own running step (a responder): it ends after this delta
+                self._request_stop(wait=False)
+                return
         if not self.done and self._deltas is not None:
             self._finish(stopped=True)
+
+    def _request_stop(self, wait: bool) -> None:
+        with _stopping:
+            self._stop_requested = True
+            stops = list(self._stops)
+        for stop in stops:
+            stop()
+        if wait:
+            with _ended:
+                _ended.wait_for(lambda: self.done, STOP_WAIT)
+
+    def _add_stop(self, stop: Callable[[], None]) -> None:
+        with _stopping:
+            self._stops.append(stop)
+            now = self._stop_requested
+        if now:
+            stop()
 
     def __enter__(self) -> Response:
         return self
@@ -261,6 +348,7 @@ class Response:
         if self.done:
             return
         self.done = True
+        self._stops = []
         close = getattr(self._deltas, "close", None)
         if close is not None:
             close()
@@ -275,6 +363,9 @@ class Response:
                 callback(self)
         finally:  # a front end's failing callback still reaches the log
             self._observe()
+            if self._stop_requested:  # a close() in another thread waits for this
+                with _ended:
+                    _ended.notify_all()
 
     def _observe(self) -> None:
         for observer in list(_observers):

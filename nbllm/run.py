@@ -35,6 +35,7 @@ class RunResult:
     error: str = ""
     execution_count: int | None = None
     mapped: dict[str, str] = field(default_factory=dict)
+    target: str = ""  # the provider as nbllm names it (``--to ERNIE`` ran against ernie)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -69,12 +70,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                           timeout=args.timeout, models=parse_overrides(args.model))
     mapped = ", ".join(f"{old} -> {new}" for old, new in result.mapped.items()) or "none"
     if result.failed_cell is None:
-        print(redact(f"Ran {result.cells_run} code cells of {args.notebook} against {args.to} in "
+        print(redact(f"Ran {result.cells_run} code cells of {args.notebook} against {result.target} in "
                      f"{result.seconds:.1f} s. Models mapped: {mapped}. Executed copy: {result.output}"))
         return 0
     count = f" (In [{result.execution_count}])" if result.execution_count else ""
     print(redact(f"nbllm run: cell {result.failed_cell}{count} of {args.notebook} failed: {result.error}. "
-                 f"{result.cells_run} code cells ran against {args.to} before it (models mapped: {mapped}). "
+                 f"{result.cells_run} code cells ran against {result.target} before it (models mapped: {mapped}). "
                  f"The executed copy, with outputs up to that cell, is {result.output}."), file=sys.stderr)
     return 1
 
@@ -92,6 +93,7 @@ def run_notebook(path: Path, target: str, *, output: Path | None = None, timeout
     start = time.perf_counter()
     result = _execute(nb, path, target, models or {}, timeout)
     result.output, result.seconds = output, time.perf_counter() - start
+    result.target = spec_target.spec.id + (f":{spec_target.model}" if spec_target.model else "")
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":

@@ -272,5 +272,5 @@ def test_embed_failures_are_clear(server: FakeBatchServer, use_fake: UseFake) ->
     with pytest.raises(BadRequestError, match="input too long"):
         nbllm.embed(["a"], provider="qwen")
     use_fake("deepseek", server)
-    with pytest.raises(ConfigError, match="no default embedding model"):
+    with pytest.raises(ConfigError, match="DeepSeek .deepseek. serves no embeddings"):
         nbllm.embed(["a"], provider="deepseek")

@@ -106,7 +106,7 @@ def test_templates_fill_from_every_row_shape() -> None:
 
 
 def test_template_fields_formats_and_literal_braces() -> None:
-    assert template_fields("{a} {{json}} {b:.2f} {a} {c[0]} {d.e}") == ["a", "b", "c", "d"]
+    assert template_fields("{a} {{json}} {b:.2f} {a} {c[0]} {d.e} {f:{w}}") == ["a", "b", "c", "d", "f", "w"]
     assert fill("{{x}} {p:.1f}", {"p": 2}, ["p"]) == "{x} 2.0"
 
 
@@ -249,3 +249,12 @@ def test_in_thread_raises_the_producer_error_and_hands_over_leftovers() -> None:
         time.sleep(0.3)  # the other four finish meanwhile and wait in the hand-off
         break
     assert sorted(kept) == [0, 1, 2, 3, 4]
+
+
+def test_a_huge_token_estimate_holds_the_next_request_one_minute_at_most() -> None:
+    clock = Clock()
+    limiter = RateLimiter(tpm=60_000, clock=clock)
+    assert limiter.reserve(10**9) == 100.0  # max_tokens=10**9 or a 10 MB row: 31 years at full spacing
+    assert limiter.reserve(10) == 160.0
+    limiter.settle(10**9, 10**9)  # the provider confirmed it: still one minute, not more
+    assert limiter.reserve(10) == 160.01

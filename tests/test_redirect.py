@@ -7,9 +7,13 @@ OpenAI). The OpenAI key must never reach the provider; after ``off`` the relay g
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import openai
 import pytest
@@ -33,6 +37,7 @@ class Fakes:
     def assert_no_openai_key(self) -> None:
         for req in self.ernie.requests:
             assert OPENAI_KEY not in str(req.headers) and OPENAI_KEY.encode() not in req.body
+            assert OPENAI_KEY not in req.path + str(req.query)
 
 
 @pytest.fixture
@@ -50,6 +55,19 @@ def fakes(use_fake: UseFake, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]
 def _no_redirect_left() -> Iterator[None]:
     yield
     stop(quiet=True)
+
+
+def logged() -> list[dict]:
+    """The exchange log's rows (the test's own log file)."""
+    path = os.environ["NBLLM_LOG"]
+    if not os.path.exists(path):
+        return []
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM exchanges ORDER BY id")]
+    finally:
+        conn.close()
 
 
 def models_sent(server: FakeOpenAIServer) -> list[str]:
@@ -160,6 +178,46 @@ def test_off_sends_the_next_request_to_openai_base_url_and_restores_the_sdk(fake
     (back,) = fakes.relay.requests
     assert back.headers["authorization"] == f"Bearer {OPENAI_KEY}" and back.json["model"] == "gpt-4o"
     assert active() is None
+
+
+def test_no_openai_key_leaves_in_the_query_or_the_body(fakes: Fakes) -> None:
+    nbllm.redirect("ernie")
+    client = openai.OpenAI(default_query={OPENAI_KEY: "", "relay": f"k-{OPENAI_KEY}", "keep": "1"}, max_retries=0)
+    asked = f"Is {OPENAI_KEY} still valid?"
+    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": asked}], extra_body={
+        "api_key": OPENAI_KEY, "relay": {"auth": f"Bearer {OPENAI_KEY}", "region": "eu"}})
+    req = fakes.ernie.requests[-1]
+    assert req.query == {"keep": ["1"]}
+    assert req.json["relay"] == {"region": "eu"} and "api_key" not in req.json
+    said = req.json["messages"][0]["content"]
+    assert said.startswith("Is ") and said.endswith(" still valid?") and OPENAI_KEY not in said
+    assert req.headers["authorization"] == f"Bearer {ERNIE_KEY}"
+    fakes.assert_no_openai_key()
+
+
+def test_an_upload_holding_the_openai_key_is_refused_not_sent(fakes: Fakes) -> None:
+    nbllm.redirect("ernie")
+    client = openai.OpenAI(max_retries=0)
+    with pytest.raises(ConfigError) as info:
+        client.files.create(file=("train.jsonl", f'{{"key": "{OPENAI_KEY}"}}\n'.encode()), purpose="fine-tune")
+    assert "OpenAI key" in str(info.value) and OPENAI_KEY not in str(info.value)
+    assert fakes.ernie.requests == [] and fakes.relay.requests == []
+    with pytest.raises(openai.NotFoundError):  # an upload without the key goes to the provider (no /files there)
+        client.files.create(file=("train.jsonl", b'{"prompt": "hi"}\n'), purpose="fine-tune")
+    (upload,) = fakes.ernie.requests
+    assert upload.path == "/v1/files" and b'{"prompt": "hi"}' in upload.body
+    assert upload.headers["content-type"].startswith("multipart/form-data")
+
+
+def test_the_providers_key_stays_with_its_host_when_the_provider_redirects(fakes: Fakes) -> None:
+    with FakeOpenAIServer(api_key="elsewhere-key-1234") as elsewhere:
+        fakes.ernie.enqueue(ErrorReply(307, {}, headers={"Location": f"{elsewhere.base_url}/chat/completions"}))
+        nbllm.redirect("ernie")
+        with pytest.raises(openai.AuthenticationError):  # elsewhere got no key it accepts
+            openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o", messages=HI)
+        (followed,) = elsewhere.requests
+        assert ERNIE_KEY not in str(followed.headers) and OPENAI_KEY not in str(followed.headers)
+    assert fakes.ernie.requests[0].headers["authorization"] == f"Bearer {ERNIE_KEY}"
 
 
 def test_the_key_is_in_no_repr(fakes: Fakes) -> None:
@@ -383,3 +441,86 @@ def test_magic_on_status_off(fakes: Fakes, ipy) -> None:  # noqa: ANN001 - tests
     assert type(ipy.run("%llm redirect ernie qwen").error).__name__ == "UsageError"
     assert active() is None
     assert "redirect" in ipy.run("%llm help").stdout
+
+
+# -- the exchange log ----------------------------------------------------------------------------
+def test_redirected_chat_calls_are_logged_like_nbllms_own(fakes: Fakes) -> None:
+    nbllm.redirect("ernie")
+    client = openai.OpenAI(max_retries=0)
+    reply = client.chat.completions.create(model="gpt-4o", temperature=0.2,
+                                           messages=[{"role": "system", "content": "Be brief."}, *HI])
+    pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Count to three."}], stream=True,
+        stream_options={"include_usage": True}) if c.choices]
+    assert "".join(pieces) == "echo: Count to three."
+    whole, streamed = logged()
+    assert (whole["source"], whole["provider"], whole["model"], whole["prompt"], whole["system"]) == (
+        "redirect", "ernie", "ernie-4.5-turbo-128k", "hi", "Be brief.")
+    assert whole["answer"] == "echo: hi" and whole["finish_reason"] == "stop" and whole["error_class"] is None
+    assert reply.usage is not None and whole["total_tokens"] == reply.usage.total_tokens > 0
+    assert (whole["prompt_tokens"], whole["completion_tokens"]) == (reply.usage.prompt_tokens,
+                                                                    reply.usage.completion_tokens)
+    assert json.loads(whole["params"]) == {"temperature": 0.2}
+    assert whole["host"] == "127.0.0.1:" + str(fakes.ernie.port)
+    assert (streamed["model"], streamed["prompt"], streamed["answer"]) == (
+        "ernie-speed-128k", "Count to three.", "echo: Count to three.")
+    assert streamed["total_tokens"] and streamed["error_class"] is None and streamed["first_token_s"] is not None
+    data = b"".join(f.read_bytes() for f in Path(os.environ["NBLLM_LOG"]).parent.iterdir())  # the WAL too
+    assert ERNIE_KEY.encode() not in data and OPENAI_KEY.encode() not in data
+
+
+def test_nbllm_logs_and_usage_show_redirected_calls(fakes: Fakes, capsys: pytest.CaptureFixture[str]) -> None:
+    from nbllm.cli import main
+
+    with nbllm.redirect("ernie"):
+        reply = openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o", messages=HI)
+    capsys.readouterr()
+    assert main(["logs", "-n", "5"]) == 0
+    listing = capsys.readouterr().out
+    assert "redirect  ernie:ernie-4.5-turbo-128k" in listing and listing.rstrip().endswith("ok      hi")
+    assert main(["logs", "usage"]) == 0
+    totals = capsys.readouterr().out
+    assert reply.usage is not None and "ernie-4.5-turbo-128k" in totals and str(reply.usage.total_tokens) in totals
+
+
+def test_redirected_failures_and_early_stops_are_logged(fakes: Fakes) -> None:
+    nbllm.redirect("ernie")
+    client = openai.OpenAI(max_retries=0)
+    fakes.ernie.enqueue(ErrorReply(429, qianfan_error(429, "rpm_rate_limit_exceeded", "Rate limit reached")))
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o", messages=HI)
+    fakes.ernie.enqueue(Answer(["one ", "two ", "three ", "four "], chunk_delay=0.3))
+    with client.chat.completions.create(model="gpt-4o", messages=HI, stream=True) as stream:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+    client.embeddings.create(model="text-embedding-3-small", input="not a chat: not logged")
+    failed, stopped = logged()
+    assert failed["error_class"] == "RateLimitError" and "Rate limit" in failed["error_message"]
+    assert stopped["error_class"] == "Stopped" and stopped["answer"] == "one "
+
+
+def test_async_calls_are_logged(fakes: Fakes) -> None:
+    nbllm.redirect("ernie")
+
+    async def ask() -> str:
+        client = openai.AsyncOpenAI(max_retries=0)
+        reply = await client.chat.completions.create(model="gpt-4o", messages=HI)
+        stream = await client.chat.completions.create(model="gpt-4o", messages=HI, stream=True)
+        async for _ in stream:
+            pass
+        return reply.choices[0].message.content or ""
+
+    assert asyncio.run(ask()) == "echo: hi"
+    assert [(r["source"], r["answer"], r["error_class"]) for r in logged()] == [("redirect", "echo: hi", None)] * 2
+
+
+def test_after_off_nothing_more_is_logged_and_the_log_can_be_off(fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = openai.OpenAI(max_retries=0)
+    with nbllm.redirect("ernie"):
+        client.chat.completions.create(model="gpt-4o", messages=HI)
+    client.chat.completions.create(model="gpt-4o", messages=HI)  # to the relay: not nbllm's call
+    assert len(logged()) == 1 and len(fakes.relay.requests) == 1
+    monkeypatch.setenv("NBLLM_LOG", "off")
+    with nbllm.redirect("ernie"):
+        assert client.chat.completions.create(model="gpt-4o", messages=HI).choices[0].message.content == "echo: hi"

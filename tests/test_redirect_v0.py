@@ -6,7 +6,10 @@ In the project's own environment (``openai>=1``) this module is skipped; the sam
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +34,7 @@ def ernie(use_fake: UseFake) -> Iterator[FakeOpenAIServer]:
         stop(quiet=True)
         for req in server.requests:
             assert OPENAI_KEY not in str(req.headers) and OPENAI_KEY.encode() not in req.body
+            assert OPENAI_KEY not in req.path + str(req.query)
 
 
 def test_module_settings_and_model_names_are_redirected(ernie: FakeOpenAIServer,
@@ -73,3 +77,40 @@ def test_azure_settings_are_left_alone(ernie: FakeOpenAIServer, monkeypatch: pyt
         openai.ChatCompletion.create(engine="gpt-4o", messages=[{"role": "user", "content": "hi"}])
         assert azure.requests[-1].path == "/openai/deployments/gpt-4o/chat/completions"
     assert ernie.requests == []
+
+
+def test_no_openai_key_leaves_in_the_query_or_the_body(ernie: FakeOpenAIServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openai, "api_key", OPENAI_KEY)
+    nbllm.redirect("ernie")
+    openai.Model.list(relay=f"k-{OPENAI_KEY}", keep="1")  # GET: 0.x puts the parameters in the query
+    listed = ernie.requests[-1]
+    assert listed.path == "/v1/models" and listed.query == {"keep": ["1"]}
+    asked = f"Is {OPENAI_KEY} still valid?"
+    openai.ChatCompletion.create(model="gpt-4o", messages=[{"role": "user", "content": asked}],
+                                 api_key_copy=OPENAI_KEY, relay={"auth": f"Bearer {OPENAI_KEY}", "region": "eu"})
+    sent = ernie.requests[-1]
+    assert "api_key_copy" not in sent.json and sent.json["relay"] == {"region": "eu"}
+    said = sent.json["messages"][0]["content"]
+    assert said.startswith("Is ") and said.endswith(" still valid?") and OPENAI_KEY not in said
+    assert {r.headers["authorization"] for r in ernie.requests} == {f"Bearer {ERNIE_KEY}"}
+
+
+def test_redirected_chat_calls_are_logged(ernie: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openai, "api_key", OPENAI_KEY)
+    nbllm.redirect("ernie")
+    reply = openai.ChatCompletion.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    chunks = list(openai.ChatCompletion.create(model="gpt-4o", messages=[{"role": "user", "content": "Count."}],
+                                               stream=True))
+    openai.Embedding.create(input="not a chat: not logged", model="text-embedding-ada-002")
+    assert chunks and reply.choices[0].message["content"] == "echo: hi"
+    conn = sqlite3.connect(os.environ["NBLLM_LOG"])
+    try:
+        rows = conn.execute("SELECT source, provider, model, prompt, answer, total_tokens, error_class "
+                            "FROM exchanges ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("redirect", "ernie", "ernie-4.5-turbo-128k", "hi", "echo: hi", reply.usage["total_tokens"], None),
+                    ("redirect", "ernie", "ernie-4.5-turbo-128k", "Count.", "echo: Count.", None, None)]
+    data = b"".join(f.read_bytes() for f in Path(os.environ["NBLLM_LOG"]).parent.iterdir())  # the WAL too
+    assert ERNIE_KEY.encode() not in data and OPENAI_KEY.encode() not in data

@@ -156,3 +156,19 @@ def test_a_hanging_cell_hits_the_timeout_in_a_kernel_not_installed_here(ernie: F
     assert "kernel 'conda-env-nowhere-py' is not installed here; running with this Python (python3)." in err
     assert f"cell 2 (In [2]) of {tmp_path / 'slow.ipynb'} failed: no result within 2 s (--timeout)" in err
     assert nbformat.read(tmp_path / "slow.ernie.ipynb", as_version=4).cells[0].execution_count == 1
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("gpt-4o", "'gpt-4o'"), ("=ernie-speed-128k", "'=ernie-speed-128k'"), ("gpt-4o=", "'gpt-4o='"),
+    (" = ", "' = '"), ("gpt-4o\nernie", "'gpt-4o\\nernie'"),
+    ("sk-proj-1234567890abcdefghijKLMN", "'sk-***'"),  # a key pasted by mistake is never echoed
+])
+def test_a_malformed_model_override_is_one_paragraph_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               value: str, shown: str) -> None:
+    notebook = copy(tmp_path, "04_embeddings_search.ipynb")
+    assert main(["run", str(notebook), "--to", "ernie", "--model", value]) == 2
+    out, err = capsys.readouterr()
+    usage, _, message = err.partition("\nnbllm run: error: ")
+    assert out == "" and usage.startswith("usage: nbllm run ") and "Traceback" not in err
+    assert message == f"argument --model: expects OLD=NEW (for example gpt-4o=ernie-4.5-turbo-128k), got {shown}.\n"
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".ipynb"] == ["04_embeddings_search.ipynb"]

@@ -7,13 +7,15 @@ cheap in tokens). A failed request fails the call: a matrix with holes in it is 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from nbllm.batch import embeddings
 from nbllm.batch.limiter import limiter_for
+from nbllm.batch.options import check_batch
 from nbllm.batch.outcome import Failed
 from nbllm.batch.runner import in_thread, run_bounded
+from nbllm.errors import ConfigError
 
 
 def run_embed(texts: str | Sequence[str], provider: str | None, model: str | None, batch_size: int | None,
@@ -22,13 +24,18 @@ def run_embed(texts: str | Sequence[str], provider: str | None, model: str | Non
     from nbllm.config import split_target
     from nbllm.session import default_session
 
+    check_batch("nbllm.embed", concurrency, batch_size=batch_size)
     single = isinstance(texts, str)
-    items = [texts] if single else [str(t) for t in texts]  # type: ignore[list-item]
+    if not single and not isinstance(texts, Iterable):
+        raise ConfigError(f"nbllm.embed takes a text or a list of texts, not {type(texts).__name__}. Nothing was sent.")
+    items = [texts] if single else list(texts)  # type: ignore[list-item]
+    _check_texts(items)
     session = default_session()
     named_model = split_target(provider)[1] if provider else None
     timeout = params.pop("timeout", None)
     chosen, _ = session.resolve(provider, None)
     spec = chosen.spec
+    embeddings.wire(spec)  # a provider with no embeddings protocol says so before any advice on models
     model_name = embeddings.embedding_model(spec, model or named_model)
     size = embeddings.batch_size(spec, batch_size)
     limiter = limiter_for(spec.id, spec.base_url + "#embeddings", spec.rpm, None)
@@ -53,6 +60,21 @@ def run_embed(texts: str | Sequence[str], provider: str | None, model: str | Non
         offset, vectors = outcome
         found[offset : offset + len(vectors)] = vectors
     return _shape(found, single)
+
+
+def _check_texts(items: list[Any]) -> None:
+    """Every item a text with something in it, before anything is sent: OpenAI-compatible APIs refuse
+    a whole request over one empty string ("'$.input' is invalid"), and a missing value (None, NaN)
+    turned into the text "None" or "nan" would get a vector that means nothing."""
+    bad = [i for i, t in enumerate(items) if not isinstance(t, str) or not t.strip()]
+    if not bad:
+        return
+    first = items[bad[0]]
+    what = "empty (or only spaces)" if isinstance(first, str) else f"{type(first).__name__} {first!r}, not a text"
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    raise ConfigError(f"nbllm.embed: text {bad[0]} is {what}{more}; providers refuse empty texts and a missing "
+                      "value has no meaning to embed. Drop or fill them first (e.g. df['text'].dropna(), then "
+                      "skip blank ones). Nothing was sent.")
 
 
 def _shape(found: list[Any], single: bool) -> Any:

@@ -10,6 +10,7 @@ may carry.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +38,10 @@ def wire(spec: ProviderSpec) -> str:
 def embedding_model(spec: ProviderSpec, model: str | None) -> str:
     """The model asked for, else the catalogue's embedding tier; a provider without one must be told."""
     chosen = model or spec.tiers.get("embedding")
+    if not chosen and not spec.embed_batch:
+        raise ConfigError(f"{spec.label} ({spec.id}) serves no embeddings nbllm knows of; use one of the providers "
+                          "docs/batch.md lists, or pass model=... if this server has an embeddings endpoint.",
+                          provider=spec.id)
     if not chosen:
         raise ConfigError(f"{spec.label} ({spec.id}) has no default embedding model in nbllm's catalogue; pass "
                           "model=... (an embedding model the provider serves).", provider=spec.id)
@@ -67,22 +72,45 @@ def request(spec: ProviderSpec, model: str, texts: Sequence[str], params: dict[s
 
 
 def vectors(spec: ProviderSpec, body: Any, count: int) -> list[list[float]]:
-    """The vectors of one answer, in the order the texts were sent; anything else is a clear error."""
+    """The vectors of one answer, in the order the texts were sent; anything else (a wrong count,
+    indexes that are not 0..n-1, vectors of different lengths, a value that is no finite number)
+    is a clear error: a matrix with a wrong row in it is worse than none."""
     kind = wire(spec)
+    problem = None
     if kind == "ollama":
         found = body.get("embeddings") if isinstance(body, dict) else None
     elif kind == "hf":
         found = body
     else:
-        data = body.get("data") if isinstance(body, dict) else None
-        found = None
-        if isinstance(data, list) and all(isinstance(d, dict) and "embedding" in d for d in data):
-            found = [d["embedding"] for d in sorted(data, key=lambda d: d.get("index", 0))]
-    if not isinstance(found, list) or len(found) != count or not all(_is_vector(v) for v in found):
-        shown = str(body)[:200]
-        raise make_error(spec, None, f"an embeddings answer with {count} vectors was expected, got: {shown}")
-    return found
+        found, problem = _ordered(body.get("data") if isinstance(body, dict) else None, count)
+    if problem is None:
+        problem = _shape_problem(found, count)
+    if problem is not None:
+        raise make_error(spec, None, f"an embeddings answer with {count} vectors was expected, got {problem}: "
+                                     f"{str(body)[:200]}")
+    return found  # type: ignore[return-value]
 
 
-def _is_vector(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(x, (int, float)) for x in value[:8])
+def _ordered(data: Any, count: int) -> tuple[Any, str | None]:
+    """OpenAI-style ``data`` items sorted by ``index``; the indexes must be exactly 0..count-1."""
+    if not isinstance(data, list) or not all(isinstance(d, dict) and "embedding" in d for d in data):
+        return None, "no data list of embeddings"
+    indexes = [d.get("index") for d in data]
+    if all(i is None for i in indexes):
+        return [d["embedding"] for d in data], None  # no indexes at all: the order they came in
+    if not all(type(i) is int for i in indexes) or sorted(indexes) != list(range(len(data))):
+        return None, f"indexes {indexes[:10]} instead of 0..{count - 1}"
+    return [d["embedding"] for d in sorted(data, key=lambda d: d["index"])], None
+
+
+def _shape_problem(found: Any, count: int) -> str | None:
+    if not isinstance(found, list) or len(found) != count:
+        return f"{len(found) if isinstance(found, list) else 'no'} vectors"
+    if not all(isinstance(v, list) and v for v in found):
+        return "an item that is not a list of numbers"
+    if len({len(v) for v in found}) > 1:
+        return f"vectors of different lengths ({', '.join(sorted({str(len(v)) for v in found}))})"
+    for v in found:
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+            return "a value that is not a finite number"
+    return None

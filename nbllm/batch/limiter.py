@@ -11,6 +11,7 @@ given up and claimed again after it. The limiter only computes times and sleeps 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +21,10 @@ class RateLimiter:
     """Spacing for requests (rpm) and tokens (tpm); ``None`` means no limit of that kind."""
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = "the provider") -> None:
         self.rpm = rpm
         self.tpm = tpm
+        self.name = name
         self.clock = clock
         self._lock = threading.Lock()
         self._next_request = 0.0  # earliest start of the next request
@@ -40,7 +42,7 @@ class RateLimiter:
             if self.rpm:
                 self._next_request = start + 60.0 / self.rpm
             if self.tpm and tokens > 0:
-                self._tokens_free = start + tokens * 60.0 / self.tpm
+                self._tokens_free = start + self._held(tokens) * 60.0 / self.tpm
             return start
 
     async def acquire(self, tokens: int = 0) -> None:
@@ -58,19 +60,33 @@ class RateLimiter:
         if not self.tpm or actual is None or actual == estimated:
             return
         with self._lock:
-            self._tokens_free += (actual - estimated) * 60.0 / self.tpm
+            self._tokens_free += (self._held(actual) - self._held(estimated)) * 60.0 / self.tpm
+
+    def _held(self, tokens: int) -> float:
+        """Tokens a request holds the next one back for: at most one minute's worth. A bigger
+        request (a 10 MB row, ``max_tokens=10**9``) cannot fit the limit anyway, and spacing it
+        fully would stall every later row for hours on an estimate."""
+        return min(tokens, self.tpm or tokens)
 
     def pause(self, seconds: float) -> None:
         """Hold every worker back ``seconds`` from now (a 429 and its Retry-After)."""
         with self._lock:
-            self._paused_until = max(self._paused_until, self.clock() + max(seconds, 0.0))
+            until = self.clock() + max(seconds, 0.0)
+            longer = until - self._paused_until
+            self._paused_until = max(self._paused_until, until)
             self.pauses += 1
+        if seconds >= NOTICE_S and longer >= NOTICE_S:  # a long silent stall looks like a hang: say why
+            sys.stderr.write(f"nbllm: {self.name} asked to slow down (rate limit): every request to it waits "
+                             f"{seconds:.0f} s, until {time.strftime('%H:%M:%S', time.localtime(time.time() + seconds))}.\n")
+            sys.stderr.flush()
 
     def configure(self, rpm: float | None, tpm: float | None) -> None:
         """Take the rates the latest call asked for (its own or the provider's defaults)."""
         with self._lock:
             self.rpm, self.tpm = rpm, tpm
 
+
+NOTICE_S = 5.0  # a pause at least this long is announced on stderr
 
 _limiters: dict[tuple[str, str], RateLimiter] = {}
 _registry_lock = threading.Lock()
@@ -83,7 +99,7 @@ def limiter_for(provider_id: str, base_url: str, rpm: float | None, tpm: float |
     with _registry_lock:
         limiter = _limiters.get((provider_id, base_url))
         if limiter is None:
-            limiter = _limiters[(provider_id, base_url)] = RateLimiter(rpm, tpm)
+            limiter = _limiters[(provider_id, base_url)] = RateLimiter(rpm, tpm, name=provider_id)
         elif set_rates:
             limiter.configure(rpm, tpm)
         return limiter

@@ -68,6 +68,8 @@ class Summary:
             text += f"; interrupted, {self.not_started:,} rows not sent"
         if self.failed or self.interrupted:
             text += ". Failed rows hold nbllm.Failed values; run the same call again to send only the rows without an answer."
+        elif self.from_log:  # a reused answer is never silent: the model or server may have changed since
+            text += '. Rows from the log were not asked again; cache="off" asks every row.'
         return text + ("" if text.endswith(".") else ".")
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nbllm.errors import ConfigError, ReplayMissError
@@ -123,6 +124,9 @@ def replay_miss(provider: str, model: str, fingerprint: str, prompt: str, where:
 
     path = log_path()
     log = f"the log {path}" if path else f"the log, which is turned off ({off_reason()})"
+    broken = unreadable_reason(path) if path else None
+    if broken:
+        log = f"the log {path}, which could not be read ({broken}; fix or move it, or point NBLLM_LOG elsewhere)"
     return ReplayMissError(
         f"Replay mode (NBLLM_CACHE=replay or %llm cache replay) has no recorded answer for {where} asking "
         f"{clip(prompt, 60)!r} ({provider}:{model}, fingerprint {short(fingerprint)}) in {log}, and it never "
@@ -130,3 +134,18 @@ def replay_miss(provider: str, model: str, fingerprint: str, prompt: str, where:
         "notebook that holds its saved answer with `nbllm cache import NOTEBOOK`.",
         provider=provider,
     )
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why a log file that exists cannot be read (a lookup counts that as a miss), or None."""
+    import sqlite3
+
+    from nbllm.log.store import store_at
+
+    try:
+        with store_at(path).reading() as conn:
+            if conn is not None:
+                conn.execute("SELECT fingerprint, answer FROM exchanges LIMIT 1").fetchall()
+    except (sqlite3.Error, OSError) as exc:
+        return str(exc) or type(exc).__name__
+    return None

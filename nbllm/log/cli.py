@@ -148,14 +148,15 @@ def _safely(query: Any, empty: Any) -> Any:
     """Run a query on the log; a log that is off or missing is empty, a broken one a clear error."""
     import sqlite3
 
+    from nbllm.log.queries import unreadable
+
     store = _store(required=False)
     if store is None:
         return empty
     try:
         return query(store)
     except (sqlite3.Error, OSError) as exc:
-        raise NbllmError(f"The exchange log {store.path} could not be read ({exc}). Move the file away to "
-                         "start a new log, or point NBLLM_LOG at another file.") from None
+        raise unreadable(store.path, exc) from None
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -177,7 +178,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
             raise NbllmError(f"The exchange log {store.path} could not be written ({exc}); nothing more was "
                              "imported. Point NBLLM_LOG at a writable file and run the import again.") from None
         _print(f"{name}: {done.added} answer(s) imported, {done.known} already in the log")
-        if not done.added + done.known:
+        if done.malformed:
+            sys.stderr.write(f"nbllm: {name}: {done.malformed} saved answer(s) left out: their nbllm metadata is not "
+                             "what nbllm writes (a fingerprint of 64 hex digits and a text answer).\n")
+            failed += 1
+        elif not done.added + done.known:
             sys.stderr.write(f"nbllm: {name} holds no saved %%llm answers (outputs with nbllm metadata): run it "
                              "with nbllm and save it with its outputs, then import it.\n")
     return 1 if failed else 0

@@ -17,10 +17,22 @@ def log_path() -> Path | None:
     """The database file, or None when logging is turned off."""
     value = os.environ.get("NBLLM_LOG", "").strip()
     if value:
-        return None if value.lower() in OFF_WORDS else Path(value).expanduser()
+        return None if value.lower() in OFF_WORDS else _anchored(value)
     if not _config_allows_log():
         return None
     return default_log_path()
+
+
+_anchored_paths: dict[str, Path] = {}
+
+
+def _anchored(value: str) -> Path:
+    """A relative NBLLM_LOG is taken from the folder the process was in when it first read it: a
+    notebook's ``%cd`` must not move the log (writes to one file, cache lookups in another)."""
+    found = _anchored_paths.get(value)
+    if found is None:
+        found = _anchored_paths[value] = Path(value).expanduser().absolute()
+    return found
 
 
 def default_log_path() -> Path:

@@ -11,10 +11,13 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
-from nbllm.errors import ConfigError
-from nbllm.log.store import LogStore
+from nbllm.errors import ConfigError, NbllmError
+from nbllm.log.store import SCHEMA_VERSION, LogStore
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a bigger id or limit is no row / every row
 
 LIST_COLUMNS = ("id", "time", "source", "provider", "model", "prompt", "answer", "prompt_tokens",
                 "completion_tokens", "total_tokens", "first_token_s", "total_s", "error_class", "cached",
@@ -40,7 +43,7 @@ def recent(store: LogStore, filters: Filters) -> list[dict[str, Any]]:
     with store.reading() as conn:
         if conn is None:
             return []
-        return [dict(row) for row in conn.execute(sql, [*args, max(filters.limit, 0)])]
+        return [dict(row) for row in conn.execute(sql, [*args, min(max(filters.limit, 0), MAX_ID)])]
 
 
 def _where(filters: Filters) -> tuple[str, list[Any]]:
@@ -64,6 +67,8 @@ def _where(filters: Filters) -> tuple[str, list[Any]]:
 
 def one(store: LogStore, exchange_id: int) -> dict[str, Any] | None:
     """Every column of one exchange, with the JSON columns decoded."""
+    if not 0 <= exchange_id <= MAX_ID:
+        return None
     with store.reading() as conn:
         if conn is None:
             return None
@@ -120,13 +125,15 @@ class Price:
 
 def prices(config: dict[str, Any]) -> dict[str, Price]:
     """``[providers.ID.prices]`` tables: ``input`` and ``output`` per million tokens, optional ``currency``."""
+    from nbllm.config import catalogue_id  # [providers.Kimi.prices] prices the built-in kimi
+
     found: dict[str, Price] = {}
     for pid, table in (config.get("providers") or {}).items():
         raw = table.get("prices") if isinstance(table, dict) else None
         if raw is None:
             continue
         try:
-            found[pid] = Price(float(raw["input"]), float(raw["output"]), str(raw.get("currency", "")))
+            found[catalogue_id(pid)] = Price(float(raw["input"]), float(raw["output"]), str(raw.get("currency", "")))
         except (TypeError, KeyError, ValueError) as exc:
             raise ConfigError(f"[providers.{pid}.prices] in the nbllm config file needs numbers `input` and "
                               f"`output` (per million tokens) and may name a `currency` ({exc!r}).") from None
@@ -153,11 +160,41 @@ def parse_since(text: str) -> str:
         return (datetime.fromisoformat(start_of_today()) - timedelta(days=1)).isoformat(timespec="milliseconds")
     relative = _RELATIVE.match(value)
     if relative:
-        delta = timedelta(**{_UNITS[relative.group(2)]: float(relative.group(1))})
-        return (datetime.now(timezone.utc) - delta).isoformat(timespec="milliseconds")
+        try:
+            delta = timedelta(**{_UNITS[relative.group(2)]: float(relative.group(1))})
+            return (datetime.now(timezone.utc) - delta).isoformat(timespec="milliseconds")
+        except OverflowError:  # 999999999d: before the year 1, so every exchange
+            return datetime.min.replace(tzinfo=timezone.utc).isoformat(timespec="milliseconds")
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"--since takes today, yesterday, 30m, 2h, 7d, 1w or a date such as 2026-11-30 "
                          f"(got {text!r})") from None
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# -- a log that cannot be read --------------------------------------------------------------------
+def unreadable(path: Path, exc: BaseException) -> NbllmError:
+    """The one error for a log file nbllm cannot read: a newer nbllm's file says so, any other says
+    how to start afresh (the file itself is never replaced or repaired)."""
+    version = file_version(path)
+    if version is not None and version > SCHEMA_VERSION:
+        return NbllmError(f"The exchange log {path} was written by a newer nbllm (schema {version}; this one reads "
+                          f"up to {SCHEMA_VERSION}) and could not be read ({exc}). Upgrade nbllm, or point NBLLM_LOG "
+                          "at another file.")
+    return NbllmError(f"The exchange log {path} could not be read ({exc}). Move the file away to start a new log, "
+                      "or point NBLLM_LOG at another file.")
+
+
+def file_version(path: Path) -> int | None:
+    """The schema version a log file says it has, read without writing anything; None if unreadable."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0.5)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError, ValueError):
+        return None

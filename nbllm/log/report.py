@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from nbllm.log.queries import Price, UsageRow
@@ -106,7 +109,8 @@ def recent(n: int = 10) -> Table | str:
     path = log_path()
     if path is None:
         return f"The exchange log is turned off ({off_reason()})."
-    rows = recent(store_at(path), Filters(limit=n))
+    with _readable(path):
+        rows = recent(store_at(path), Filters(limit=n))
     return exchanges_table(rows) if rows else "No exchanges logged yet."
 
 
@@ -123,6 +127,20 @@ def usage(*, this_session: bool) -> Table | str:
     if path is None:
         return f"The exchange log is turned off ({off_reason()}), so nothing is totalled."
     store, known = store_at(path), prices(load_config())
-    periods = [("this session", totals(store, session=SESSION_ID))] if this_session else []
-    periods += [("today", totals(store, since=start_of_today())), ("all time", totals(store))]
+    with _readable(path):
+        periods = [("this session", totals(store, session=SESSION_ID))] if this_session else []
+        periods += [("today", totals(store, since=start_of_today())), ("all time", totals(store))]
     return usage_table(periods, known)
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """A broken log file is one paragraph in the notebook too, not a SQLite traceback."""
+    import sqlite3
+
+    from nbllm.log.queries import unreadable
+
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise unreadable(path, exc) from None

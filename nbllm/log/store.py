@@ -10,9 +10,11 @@ shown and one warning says the exchange was not logged (docs/exchange-log.md#con
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,14 +112,23 @@ class LogStore:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # compare lanes finish in their own threads
 
-    def insert(self, exchange: Exchange) -> int:
-        """Write one row and return its id; raises on any database failure."""
+    def insert(self, exchange: Exchange, wait: bool = True) -> int:
+        """Write one row and return its id; raises on any database failure. ``wait=False`` fails at
+        once when another program holds the file, instead of waiting up to BUSY_TIMEOUT_S."""
         row = exchange.row()
         with self._lock:
             try:
                 if self._conn is None:
                     self._conn = connect(self.path)
-                return int(self._conn.execute(_INSERT, [row[c] for c in COLUMNS]).lastrowid or 0)
+                if not wait:
+                    self._conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    found = int(self._conn.execute(_INSERT, [row[c] for c in COLUMNS]).lastrowid or 0)
+                except UnicodeEncodeError:  # a lone surrogate ("\ud800" escaped in a provider's JSON)
+                    found = int(self._conn.execute(_INSERT, [_encodable(row[c]) for c in COLUMNS]).lastrowid or 0)
+                if not wait:
+                    self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+                return found
             except BaseException:
                 self._close()  # the next call opens the file again (it may be fixed by then)
                 raise
@@ -156,6 +167,16 @@ class LogStore:
             self._close()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(value: object) -> object:
+    """Text SQLite can store as UTF-8: a lone surrogate becomes U+FFFD, as any UTF-8 decoder shows it."""
+    if not isinstance(value, str):
+        return value
+    return _SURROGATE.sub("\ufffd", value)
+
+
 _stores: dict[Path, LogStore] = {}
 
 
@@ -186,10 +207,26 @@ def write(exchange: Exchange) -> int | None:
         path = log_path()
         if path is None:
             return None
-        return store_at(path).insert(exchange)
+        impatient = time.monotonic() < _impatient_until.get(path, 0.0)
+        return store_at(path).insert(exchange, wait=not impatient)
     except Exception as exc:  # the log must never cost the user an answer
+        if path is not None and _is_lock(exc):
+            if impatient:
+                return None  # warned when the lock was first met; no wait, no second warning
+            _impatient_until[path] = time.monotonic() + IMPATIENT_S
         warn_not_written(path, exc)
         return None
+
+
+# After a write waited BUSY_TIMEOUT_S for another program's lock, the writes of the next
+# IMPATIENT_S seconds try once without waiting: a batch of a thousand rows must not wait five
+# seconds a row for a file someone holds open in a write (docs/exchange-log.md#concurrency-and-failures).
+IMPATIENT_S = 30.0
+_impatient_until: dict[Path, float] = {}
+
+
+def _is_lock(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 def warn_not_written(path: Path | None, exc: Exception) -> None:
@@ -203,9 +240,14 @@ def warn_not_written(path: Path | None, exc: Exception) -> None:
 def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     if "locked" in text or "busy" in text:
-        return f"{text}: another program held it for more than {BUSY_TIMEOUT_S:g} s"
+        return (f"{text}: another program held it for more than {BUSY_TIMEOUT_S:g} s; for the next {IMPATIENT_S:g} s "
+                "exchanges are logged only if the file is free at once")
     if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
         return f"{text}: make it writable, or set NBLLM_LOG to another file"
+    if "disk I/O error" in text or "disk is full" in text or isinstance(exc, OSError) and exc.errno in (27, 28):  # EFBIG, ENOSPC
+        return f"{text}: the disk may be full (or the file at its size limit); free space, or set NBLLM_LOG to another file"
+    if "no column named" in text or "no such column" in text:
+        return f"{text}: the file looks like a newer nbllm's log; upgrade nbllm, or set NBLLM_LOG to another file"
     if "not a database" in text or "malformed" in text:
         return f"{text}: move the file away to start a new log, or set NBLLM_LOG to another file"
     return text

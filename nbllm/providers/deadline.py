@@ -57,8 +57,7 @@ class Deadline:
 
     def _expire(self) -> None:
         self.cut = True
-        with contextlib.suppress(OSError):  # already closed by the reader: nothing left to cut
-            self._sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+        _shut(self._sock)  # type: ignore[arg-type]
 
 
 class _Watcher:
@@ -97,6 +96,21 @@ class _Watcher:
 
 
 _watcher = _Watcher()
+
+
+def cut_connection(response: Any) -> None:
+    """Shut ``response``'s connection down, from any thread: a read blocked on it returns at once.
+
+    ``Response.close()`` from another thread uses it to stop a stream being read elsewhere.
+    """
+    sock = _socket_of(response)
+    if sock is not None:
+        _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the reader: nothing left to cut
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _socket_of(response: Any) -> socket.socket | None:

@@ -25,7 +25,7 @@ from nbllm.errors import RETRYABLE, ProviderError, RateLimitError, RequestTimeou
 from nbllm.messages import Delta
 from nbllm.providers.base import Gate, Provider
 from nbllm.providers.catalog import ProviderSpec
-from nbllm.providers.deadline import Deadline
+from nbllm.providers.deadline import Deadline, cut_connection
 from nbllm.providers.errormap import (
     MAX_ERROR_BODY,
     decode_body,
@@ -37,6 +37,7 @@ from nbllm.providers.errormap import (
     unreadable,
 )
 from nbllm.providers.streams import Decoder
+from nbllm.response import on_stop, stop_requested
 from nbllm.validate import check_base_url, check_header_value, check_key
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class HTTPProvider(Provider):
         self._client: httpx.Client | None = None
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary())
-        self._alock = threading.Lock()  # batch runs on several loops may share this provider
+        self._lock = threading.Lock()  # threads (and batch runs on several loops) may share this provider
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every HTTP dialect's ``stream``, ``fetch`` and ``models`` run inside ``readable``: whatever
@@ -92,9 +93,10 @@ class HTTPProvider(Provider):
                 setattr(cls, name, _guarded(vars(cls)[name]))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     # -- the client -----------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -110,22 +112,28 @@ class HTTPProvider(Provider):
 
     @property
     def client(self) -> httpx.Client:
-        if self._client is None:
-            import httpx
+        """The provider's one client; threads whose first requests race still make only one."""
+        client = self._client  # the common path: no lock once made
+        return client if client is not None else self._make_client()
 
-            from nbllm.config import base_url_origin
+    def _make_client(self) -> httpx.Client:
+        import httpx
 
-            check_base_url(self.spec.base_url, f"{base_url_origin(self.spec)} ({self.spec.id})")
-            if self._key:  # keys read by nbllm.keys are checked already; this covers keys handed in
-                check_key(self._key, f"given for {self.spec.id}")
-            self._client = httpx.Client(
-                base_url=self.spec.base_url.rstrip("/") + "/",
-                headers=self.headers(),
-                timeout=http_timeout(self.timeout),
-                transport=self._transport,
-                trust_env=True,  # HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE from the environment
-            )
-        return self._client
+        from nbllm.config import base_url_origin
+
+        with self._lock:
+            if self._client is None:
+                check_base_url(self.spec.base_url, f"{base_url_origin(self.spec)} ({self.spec.id})")
+                if self._key:  # keys read by nbllm.keys are checked already; this covers keys handed in
+                    check_key(self._key, f"given for {self.spec.id}")
+                self._client = httpx.Client(
+                    base_url=self.spec.base_url.rstrip("/") + "/",
+                    headers=self.headers(),
+                    timeout=http_timeout(self.timeout),
+                    transport=self._transport,
+                    trust_env=True,  # HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE from the environment
+                )
+            return self._client
 
     # -- sending --------------------------------------------------------------------------
     def send(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> httpx.Response:
@@ -145,6 +153,7 @@ class HTTPProvider(Provider):
                 if response.status_code >= 400:
                     raw = self.read(response, limit=MAX_ERROR_BODY)
                     raise make_error(self.spec, response.status_code, decode_body(raw), response.headers, model)
+                on_stop(functools.partial(cut_connection, response))  # Response.close() from another thread
                 return response
 
         return self.retrying(attempt)
@@ -182,7 +191,7 @@ class HTTPProvider(Provider):
             try:
                 return attempt()
             except RETRYABLE as exc:
-                if n == self.max_retries:
+                if n == self.max_retries or stop_requested():
                     raise
                 self._sleep(self._backoff(n, exc))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -259,7 +268,7 @@ class HTTPProvider(Provider):
         import httpx
 
         loop = asyncio.get_running_loop()
-        with self._alock:
+        with self._lock:
             client = self._aclients.get(loop)
             if client is None:
                 client = self._aclients[loop] = httpx.AsyncClient(
@@ -275,7 +284,7 @@ class HTTPProvider(Provider):
         """Close the running loop's client (a batch run's private loop ends with it)."""
         import asyncio
 
-        with self._alock:
+        with self._lock:
             client = self._aclients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
