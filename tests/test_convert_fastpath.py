@@ -13,6 +13,7 @@ from pathlib import Path
 
 import libcst as cst
 import pytest
+from libcst.metadata import MetadataWrapper, ScopeProvider
 
 from nbllm.config import get_spec
 from nbllm.convert.codemods import fastmeta, fastwalk
@@ -119,3 +120,21 @@ def test_a_transformer_that_changes_nothing_gets_the_same_tree_back() -> None:
     tree = cst.parse_module(fastwalk._SAMPLE)
     with fastwalk.fast_visits():
         assert tree.visit(cst.CSTTransformer()) is tree
+
+
+def _scopes(tree: cst.Module) -> list[tuple[str, str, int, list[str], int]]:
+    """Per node: its scope's kind and name, assignment count, assigned names and access count."""
+    scopes = MetadataWrapper(tree, unsafe_skip_copy=True).resolve(ScopeProvider)
+    return [(type(node).__name__, type(scope).__name__, scope._assignment_count,
+             sorted(a.name for a in scope.assignments), sum(1 for _ in scope.accesses)) if scope else (type(node).__name__,)
+            for node, scope in scopes.items()]  # type: ignore[misc]
+
+
+def test_scope_resolution_is_the_same_in_a_fast_walk() -> None:
+    assert fastwalk._SCOPE_LEAVE_AS_READ, "ScopeVisitor.on_leave changed: its stand-in is not tested here"
+    masked = prepare([(i, t, None) for i, t in enumerate(POOL)])
+    for code in [fastwalk._SAMPLE, *(c.masked for c in masked if c.skip is None)]:
+        tree = cst.parse_module(code)
+        public = _scopes(tree)
+        with fastwalk.fast_visits():
+            assert _scopes(tree) == public

@@ -25,7 +25,7 @@ from nbllm.convert.codemods.base import Event, NbllmCommand, Scratch, Target, ne
 from nbllm.convert.codemods.batched import transform_batched
 from nbllm.convert.codemods.clients import ClientArgs, ModuleClient
 from nbllm.convert.codemods.env import EnvKeys
-from nbllm.convert.codemods.fastmeta import SharedWrapper, code_and_lines
+from nbllm.convert.codemods.fastmeta import Codegen, SharedWrapper
 from nbllm.convert.codemods.fastwalk import fast_visits
 from nbllm.convert.codemods.flags import Flags
 from nbllm.convert.codemods.langchain import LangChainArgs
@@ -66,12 +66,15 @@ def _parse_cells(cells: list[CodeCell]) -> None:
                 cell.skip = f"does not parse ({type(exc).__name__})"
 
 
-def _module(cells: list[CodeCell], salt: str) -> cst.Module:
+def _module(cells: list[CodeCell], salt: str) -> tuple[cst.Module, str]:
+    """The joined module and its code (LibCST gives back the exact source it parsed)."""
+    code = join(cells, salt)
     try:
-        return cst.parse_module(join(cells, salt))
+        return cst.parse_module(code), code
     except (cst.ParserSyntaxError, RecursionError, MemoryError, ValueError):
         _parse_cells(cells)
-        return cst.parse_module(join(cells, salt))
+        code = join(cells, salt)
+        return cst.parse_module(code), code
 
 
 def _place(events: list[Event], starts: list[int], cells: list[CodeCell], out: list[Item]) -> None:
@@ -95,11 +98,11 @@ def run_codemods(cells: list[CodeCell], target: Target) -> Outcome:
 
 def _run_passes(cells: list[CodeCell], target: Target, outcome: Outcome) -> None:
     salt = new_salt("".join(c.text + c.masked for c in cells))
-    module = _module(cells, salt)
+    module, code = _module(cells, salt)
     context = new_context(target)
     scratch: Scratch = context.scratch["nbllm"]
-    code = module.code
-    wrapper = SharedWrapper(module)
+    codegen = Codegen()  # one per notebook: a statement no pass changed is generated once
+    wrapper = SharedWrapper(module, codegen=codegen)
     starts = cell_line_starts(code, salt)
     passes = _passes(target)
     done: set[int] = set()
@@ -122,8 +125,8 @@ def _run_passes(cells: list[CodeCell], target: Target, outcome: Outcome) -> None
         if any(not e.warning for e in scratch.events[before:]):  # every change is noted
             # Only a changed tree needs its metadata resolved again; a pass that changed
             # nothing hands the next one the same tree and wrapper (scope and names resolved).
-            code, lines = code_and_lines(module)
-            wrapper = SharedWrapper(module, lines)
+            code, lines = codegen.code_and_lines(module)
+            wrapper = SharedWrapper(module, lines, codegen)
             starts = cell_line_starts(code, salt)
     parts = split(code, salt, len(cells))
     if parts is None:

@@ -6,8 +6,10 @@ llama_index class called ``OpenAI`` is not the SDK client.
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import libcst as cst
@@ -84,9 +86,14 @@ def dotted(node: cst.BaseExpression) -> str | None:
 
 def string_value(node: cst.CSTNode | None) -> str | None:
     if isinstance(node, cst.SimpleString):
-        value = node.evaluated_value
+        value = _evaluated(node.value)  # SimpleString.evaluated_value, which every pass asks again
         return value if isinstance(value, str) else None
     return None
+
+
+@lru_cache(maxsize=4096)
+def _evaluated(literal: str) -> str | bytes:
+    return ast.literal_eval(literal)  # type: ignore[no-any-return]
 
 
 def with_string(node: cst.SimpleString, value: str) -> cst.SimpleString:

@@ -57,7 +57,7 @@ class _Walk(cst.CSTTransformer):
                 continue
             # A node replaced by another kind (or removed) is new to the later codemods: as
             # separate passes they would find no metadata for it and leave it alone.
-            if not isinstance(result, cst.CSTNode) or type(result) is not type(original_node):
+            if type(result) is not type(original_node):
                 continue
             result = command.on_leave(original_node, result)
         return result

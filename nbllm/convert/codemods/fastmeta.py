@@ -70,16 +70,19 @@ class FastDispatch:
     """CSTTransformer's dispatch, the same calls in the same order, from a per-class table
     (LibCST's own matcher-aware dispatch when the fast path is off)."""
 
+    _visits: dict[str, Callable[..., Any]]  # the class's tables, put on the instance by init_codemod
+    _leaves: dict[str, Callable[..., Any]]
+
     def on_visit(self, node: cst.CSTNode) -> bool:
         if not FAST:
             return super().on_visit(node)  # type: ignore[misc,no-any-return]
-        fn = _hooks(type(self))[0].get(type(node).__name__)
+        fn = self._visits.get(type(node).__name__)
         return fn is None or fn(self, node) is not False
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Any:
         if not FAST:
             return super().on_leave(original_node, updated_node)  # type: ignore[misc]
-        fn = _hooks(type(self))[1].get(type(original_node).__name__)
+        fn = self._leaves.get(type(original_node).__name__)
         return updated_node if fn is None else fn(self, original_node, updated_node)
 
     def attribute_hooks(self) -> bool:
@@ -145,14 +148,72 @@ class _LineState(CodegenState):  # type: ignore[misc,valid-type]
             self.lines[node] = self.lines[start_node] if start_node is not None else start
 
 
-def code_and_lines(module: cst.Module) -> tuple[str, dict[cst.CSTNode, int]]:
-    """``module.code`` and every node's start line (PositionProvider's), in one codegen."""
-    if not FAST:
-        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-        return module.code, {node: pos.start.line for node, pos in positions.items()}
-    state = _LineState(default_indent=module.default_indent, default_newline=module.default_newline)
-    module._codegen(state)
-    return "".join(state.tokens), state.lines
+class StartLines:
+    """Node -> start line (PositionProvider's ``start.line``) in one tree, looked up per node.
+
+    ``outer`` holds the lines of the nodes outside the top-level statements (and, on the public
+    path, of every node); ``spans`` the first line of each top-level statement with the lines of
+    the nodes in it counted from 1.
+    """
+
+    def __init__(self, module: cst.Module, outer: dict[cst.CSTNode, int],
+                 spans: list[tuple[int, dict[cst.CSTNode, int]]]) -> None:
+        self.module, self.outer, self.spans = module, outer, spans
+
+    def get(self, node: cst.CSTNode, default: int = 0) -> int:
+        found = [first + line - 1 for first, lines in self.spans if (line := lines.get(node)) is not None]
+        if node in self.outer:
+            found.append(self.outer[node])
+        if len(found) > 1:  # one node object in two places: the line one whole-module codegen gives it
+            state = _LineState(default_indent=self.module.default_indent, default_newline=self.module.default_newline)
+            self.module._codegen(state)
+            return state.lines.get(node, default)
+        return found[0] if found else default
+
+
+class Codegen:
+    """``module.code`` and start lines for the successive trees of one notebook.
+
+    A pass rebuilds only the statements it changed; every other top-level statement is the same
+    object in the next tree (fastwalk.py keeps what it does not change), so its tokens and
+    relative lines are kept from the previous codegen instead of generated again.
+    """
+
+    def __init__(self) -> None:
+        self._done: dict[cst.CSTNode, tuple[list[str], dict[cst.CSTNode, int], int]] = {}
+        self._style: tuple[str, str] | None = None
+
+    def code_and_lines(self, module: cst.Module) -> tuple[str, StartLines]:
+        """``module.code`` and every node's start line."""
+        if not FAST:
+            positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+            return module.code, StartLines(module, {node: pos.start.line for node, pos in positions.items()}, [])
+        style = (module.default_indent, module.default_newline)
+        if style != self._style:
+            self._done, self._style = {}, style
+        state = _LineState(default_indent=module.default_indent, default_newline=module.default_newline)
+        spans: list[tuple[int, dict[cst.CSTNode, int]]] = []
+        # Module._codegen, with each top-level statement's part taken from _done when it is there
+        state.before_codegen(module)
+        for line in module.header:
+            line._codegen(state)
+        for stmt in module.body:
+            done = self._done.get(stmt)
+            if done is None:
+                part = _LineState(default_indent=module.default_indent, default_newline=module.default_newline)
+                stmt._codegen(part)
+                done = self._done[stmt] = (part.tokens, part.lines, part.line - 1)
+            spans.append((state.line, done[1]))
+            state.tokens.extend(done[0])
+            state.line += done[2]
+        for line in module.footer:
+            line._codegen(state)
+        if not module.has_trailing_newline:
+            state.pop_trailing_newline()
+        elif not state.tokens:
+            state.add_token(state.default_newline)
+        state.after_codegen(module)
+        return "".join(state.tokens), StartLines(module, state.lines, spans)
 
 
 class SharedWrapper(MetadataWrapper):
@@ -164,14 +225,15 @@ class SharedWrapper(MetadataWrapper):
     walks per resolution before).
     """
 
-    def __init__(self, module: cst.Module, lines: dict[cst.CSTNode, int] | None = None) -> None:
+    def __init__(self, module: cst.Module, lines: StartLines | None = None, codegen: Codegen | None = None) -> None:
         super().__init__(module, unsafe_skip_copy=True)
         self._lines = lines
+        self._codegen = codegen or Codegen()
 
-    def start_lines(self) -> dict[cst.CSTNode, int]:
+    def start_lines(self) -> StartLines:
         """Start line of every node (computed on first use unless the pipeline passed them)."""
         if self._lines is None:
-            self._lines = code_and_lines(self.module)[1]
+            self._lines = self._codegen.code_and_lines(self.module)[1]
         return self._lines
 
     def visit_batched(self, visitors: Iterable[BatchableCSTVisitor], before_visit: Any = None,
@@ -208,6 +270,7 @@ def init_codemod(command: MatcherDecoratableTransformer, context: Any) -> None:
     traversal hooks bound over ``FastDispatch``'s.
     """
     cls = type(command)
+    command._visits, command._leaves, _ = _hooks(cls)  # type: ignore[attr-defined]
     if not FAST:
         VisitorBasedCodemodCommand.__init__(command, context)  # type: ignore[arg-type]
         return
@@ -230,14 +293,15 @@ def _probe() -> bool:
     """Whether LibCST's internals still give what its public API gives (checked on a sample)."""
     if _BatchedCSTVisitor is None or os.environ.get("NBLLM_LIBCST_PUBLIC"):
         return False
-    sample = cst.parse_module("import os\nif x:\n    y = f(1,\n          2)  # c\n\nclass A:\n    z: int = 3\n")
+    sample = cst.parse_module("# head\nimport os\nif x:\n    y = f(1,\n          2)  # c\n\nclass A:\n    z: int = 3\n# end")
     try:
-        state = _LineState(default_indent=sample.default_indent, default_newline=sample.default_newline)
-        sample._codegen(state)
-        positions = MetadataWrapper(sample, unsafe_skip_copy=True).resolve(PositionProvider)
-        if "".join(state.tokens) != sample.code or any(state.lines.get(n) != p.start.line
-                                                        for n, p in positions.items()):
-            return False
+        codegen = Codegen()  # the second tree reuses the first one's statements
+        changed = sample.with_changes(body=(sample.body[0], cst.parse_statement("w = (1,\n 2)\n"), *sample.body[1:]))
+        for tree in (sample, changed):
+            code, lines = codegen.code_and_lines(tree)
+            positions = MetadataWrapper(tree, unsafe_skip_copy=True).resolve(PositionProvider)
+            if code != tree.code or any(lines.get(n) != p.start.line for n, p in positions.items()):
+                return False
 
         class Probe(FastDispatch, VisitorBasedCodemodCommand):
             pass
