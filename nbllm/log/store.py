@@ -266,7 +266,16 @@ def write(exchange: Exchange) -> int | None:
         if path is None:
             return None
         impatient = time.monotonic() < _impatient_until.get(path, 0.0)
-        return store_at(path).insert(exchange, wait=not impatient)
+        started = time.monotonic()
+        try:
+            return store_at(path).insert(exchange, wait=not impatient)
+        except sqlite3.OperationalError as exc:
+            # SQLite reports some lock conflicts at once, without its busy wait (two processes
+            # creating the file or switching it to WAL together): those get one more try.
+            if impatient or not _is_lock(exc) or time.monotonic() - started >= BUSY_TIMEOUT_S / 2:
+                raise
+            time.sleep(0.05)
+            return store_at(path).insert(exchange)
     except Exception as exc:  # the log must never cost the user an answer
         if path is not None and _is_lock(exc):
             if impatient:
