@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbllm.errors import StreamInterrupted
 from nbllm.messages import ChatRequest, Delta, Usage
-from nbllm.secrets import aredact_deltas, redact_deltas
+from nbllm.secrets import aredact_deltas, mask_partial, redact_deltas, redact_text, secret_values
 
 if TYPE_CHECKING:
     from nbllm.providers.base import Provider
@@ -391,6 +391,7 @@ class AsyncResponse(Response):
         opener = provider.astream if stream else provider.afetch
         self._aopener = lambda req: opener(req, gate=gate, tokens=tokens)
         self._adeltas: AsyncIterator[Delta] | None = None
+        self._mask_at_end = False  # areply() with nobody reading: mask the whole text once, not every delta
 
     def __iter__(self) -> Iterator[Delta]:
         raise TypeError("An AsyncResponse is read with `async for` or `await response.areply()`.")
@@ -414,7 +415,7 @@ class AsyncResponse(Response):
             self._start = self._clock()
             replay = self._replay()
             deltas = _aiter(replay) if replay is not None else self._aopener(self.request)
-            self._adeltas = aredact_deltas(deltas)  # masked as the blocking reader masks
+            self._adeltas = deltas if self._mask_at_end else aredact_deltas(deltas)  # as the blocking reader masks
         try:
             delta = await self._adeltas.__anext__()
         except StopAsyncIteration:
@@ -431,13 +432,20 @@ class AsyncResponse(Response):
         aclose = getattr(self._adeltas, "aclose", None)
         if aclose is not None and not self.done:
             await aclose()
+        if self._mask_at_end and not self.done:  # what stream masking gives, in one pass
+            values = secret_values()
+            self._text, self._reasoning = [redact_text(self.text, values)], [redact_text(self.reasoning, values)]
+            if error is not None:
+                mask_partial(error)
         self._finish(error, stopped)
 
     async def areply(self) -> AsyncResponse:
         """Read to the end and return the finished response; a failure is raised."""
         if self.done and self.error is not None:
             raise self.error
-        async for _ in self:
+        if self._adeltas is None:  # nobody else reads these deltas: no need to mask each one
+            self._mask_at_end = True
+        while not self.done and await self._anext() is not None:
             pass
         return self
 

@@ -255,11 +255,13 @@ class _DeltaMasker:
         rest = Delta(text=self.text.flush(), reasoning=self.reasoning.flush())
         return rest if rest.text or rest.reasoning else None
 
-    @staticmethod
-    def mask_partial(exc: BaseException) -> None:
-        partial = getattr(exc, "partial_text", None)
-        if isinstance(partial, str):
-            exc.partial_text = redact_text(partial)  # type: ignore[attr-defined]
+
+
+def mask_partial(exc: BaseException) -> None:
+    """Mask the partial answer a broken-off stream's error carries."""
+    partial = getattr(exc, "partial_text", None)
+    if isinstance(partial, str):
+        exc.partial_text = redact_text(partial)  # type: ignore[attr-defined]
 
 
 def redact_deltas(deltas: Iterator[Delta]) -> Iterator[Delta]:
@@ -277,7 +279,7 @@ def redact_deltas(deltas: Iterator[Delta]) -> Iterator[Delta]:
         if (rest := masker.rest()) is not None:
             yield rest
     except NbllmError as exc:
-        masker.mask_partial(exc)
+        mask_partial(exc)
         if (rest := masker.rest()) is not None:
             yield rest
         raise
@@ -298,7 +300,7 @@ async def aredact_deltas(deltas: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
         if (rest := masker.rest()) is not None:
             yield rest
     except NbllmError as exc:
-        masker.mask_partial(exc)
+        mask_partial(exc)
         if (rest := masker.rest()) is not None:
             yield rest
         raise

@@ -4,6 +4,8 @@ even when it arrives split across deltas."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 import nbllm
 from nbllm.cli import main
 from nbllm.context import NotebookState, build_prompt
+from nbllm.errors import StreamInterrupted
 from nbllm.secrets import StreamRedactor, mask, redact, redact_text, register_secret
 from tests.conftest import UseFake
 from tests.fakes.openai_server import Answer, FakeOpenAIServer
@@ -122,6 +125,35 @@ def test_python_api_masks_a_key_split_across_deltas(openai_server: FakeOpenAISer
     assert nbllm.chat("x", provider="ernie").text == SHOWN
     assert "".join(nbllm.stream("x", provider="ernie")) == SHOWN
     assert nbllm.chat("x", provider="ernie", stream=False).text == SHOWN
+
+
+def test_async_api_and_map_mask_a_key_split_across_deltas(openai_server: FakeOpenAIServer, use_fake: UseFake) -> None:
+    """``achat`` and ``map`` mask the whole answer once at the end (nobody sees the deltas),
+    ``astream`` masks each delta: both must give what masking the whole text gives."""
+    import asyncio
+
+    use_fake("ernie", openai_server)
+    openai_server.enqueue(Answer(SPLIT, reasoning=SPLIT), Answer(SPLIT))
+
+    async def both() -> tuple[Any, str]:
+        whole = await nbllm.achat("x", provider="ernie")
+        return whole, "".join([piece async for piece in nbllm.astream("x", provider="ernie")])
+
+    whole, pieces = asyncio.run(both())
+    assert (whole.text, whole.reasoning, pieces) == (SHOWN, SHOWN, SHOWN)
+    openai_server.enqueue(Answer(SPLIT))
+    assert list(nbllm.map("{text}", ["y"], provider="ernie", progress=False)) == [SHOWN]
+
+
+def test_async_api_masks_the_partial_text_of_a_cut_stream(openai_server: FakeOpenAIServer, use_fake: UseFake) -> None:
+    import asyncio
+
+    use_fake("ernie", openai_server)
+    openai_server.enqueue(Answer(SPLIT, cut_after=3))
+    with pytest.raises(StreamInterrupted) as caught:
+        asyncio.run(nbllm.achat("x", provider="ernie"))
+    assert caught.value.partial_text == "Your key is sk-***"
+    assert ECHO_KEY not in str(caught.value)
 
 
 @pytest.mark.parametrize("options", ["", "--no-stream", "-f text"])
