@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nbllm.errors import ConfigError
 from nbllm.log import store
 from nbllm.log.fingerprint import fingerprint
 from nbllm.log.paths import default_log_path, log_path
@@ -58,6 +59,14 @@ def test_path_from_env_config_and_default(tmp_path: Path, monkeypatch: pytest.Mo
     assert log_path() == default_log_path() and default_log_path().name == "logs.db"
     if sys.platform.startswith("linux"):
         assert default_log_path() == tmp_path / "xdg" / "nbllm" / "logs.db"
+    Path(os.environ["NBLLM_CONFIG"]).write_text("log = false\n", encoding="utf-8")
+    assert log_path() is None
+    Path(os.environ["NBLLM_CONFIG"]).write_text("log = true\n", encoding="utf-8")  # an edit counts at once
+    assert log_path() == default_log_path()
+    Path(os.environ["NBLLM_CONFIG"]).write_text("log = 'no'\n", encoding="utf-8")
+    for _ in range(2):  # refused every time, not only when first parsed
+        with pytest.raises(ConfigError, match="must be true or false"):
+            log_path()
     Path(os.environ["NBLLM_CONFIG"]).write_text("log = false\n", encoding="utf-8")
     assert log_path() is None
     monkeypatch.setenv("NBLLM_LOG", str(tmp_path / "env-wins.db"))

@@ -50,14 +50,23 @@ def off_reason() -> str:
     return f"log = false in {config_path()}"
 
 
+_allowed: tuple[Path, bytes | None, bool] | None = None  # the last config file read, and its answer
+
+
 def _config_allows_log() -> bool:
-    from nbllm.config import load_config
+    """``log`` in the config file. The file is read on every call (an edit takes effect at once),
+    but parsed again only when its bytes changed: batch rows ask for every request."""
+    global _allowed
+    from nbllm.config import _parse_config, _read_config, config_path
     from nbllm.errors import ConfigError
 
-    value = load_config().get("log", True)
+    path = config_path()
+    data = _read_config(path)
+    if _allowed is not None and _allowed[:2] == (path, data):
+        return _allowed[2]
+    value = _parse_config(path, data).get("log", True)
     if not isinstance(value, bool):
-        from nbllm.config import config_path
-
-        raise ConfigError(f"log = {value!r} in {config_path()} must be true or false "
+        raise ConfigError(f"log = {value!r} in {path} must be true or false "
                           "(NBLLM_LOG=PATH puts the log elsewhere).")
+    _allowed = (path, data, value)
     return value
