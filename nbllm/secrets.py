@@ -256,7 +256,6 @@ class _DeltaMasker:
         return rest if rest.text or rest.reasoning else None
 
 
-
 def mask_partial(exc: BaseException) -> None:
     """Mask the partial answer a broken-off stream's error carries."""
     partial = getattr(exc, "partial_text", None)
