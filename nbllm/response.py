@@ -384,6 +384,8 @@ class AsyncResponse(Response):
     ``gate`` (a rate limiter) and ``tokens`` (the request's estimate) go to the provider's send.
     """
 
+    _mask_at_end = False  # areply() with nobody reading: mask the whole text once, not every delta
+
     def __init__(self, provider: Provider, request: ChatRequest, *, stream: bool = True, source: str = "api",
                  on_done: Iterable[Callback] = (), meta: dict[str, Any] | None = None, gate: Any = None,
                  tokens: int = 0, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -391,10 +393,18 @@ class AsyncResponse(Response):
         opener = provider.astream if stream else provider.afetch
         self._aopener = lambda req: opener(req, gate=gate, tokens=tokens)
         self._adeltas: AsyncIterator[Delta] | None = None
-        self._mask_at_end = False  # areply() with nobody reading: mask the whole text once, not every delta
 
     def __iter__(self) -> Iterator[Delta]:
         raise TypeError("An AsyncResponse is read with `async for` or `await response.areply()`.")
+
+    @property
+    def text(self) -> str:
+        """The answer so far; while ``areply()`` reads unmasked deltas, nothing until it is masked."""
+        return "" if self._mask_at_end and not self.done else "".join(self._text)
+
+    @property
+    def reasoning(self) -> str:
+        return "" if self._mask_at_end and not self.done else "".join(self._reasoning)
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self._aread()
@@ -434,13 +444,18 @@ class AsyncResponse(Response):
             await aclose()
         if self._mask_at_end and not self.done:  # what stream masking gives, in one pass
             values = secret_values()
-            self._text, self._reasoning = [redact_text(self.text, values)], [redact_text(self.reasoning, values)]
+            self._text = [redact_text("".join(self._text), values)]
+            self._reasoning = [redact_text("".join(self._reasoning), values)]
             if error is not None:
                 mask_partial(error)
         self._finish(error, stopped)
 
     async def areply(self) -> AsyncResponse:
-        """Read to the end and return the finished response; a failure is raised."""
+        """Read to the end and return the finished response; a failure is raised.
+
+        Read this way (nobody has started reading), the answer is masked once when it is complete,
+        so ``text`` and ``reasoning`` stay empty until then.
+        """
         if self.done and self.error is not None:
             raise self.error
         if self._adeltas is None:  # nobody else reads these deltas: no need to mask each one

@@ -207,3 +207,28 @@ def test_a_key_typed_into_the_cell_is_masked_and_the_rest_sent_as_typed(ipy: She
     assert ipy.run("%%llm\nwhy does sk-live-0123456789abcdefXYZ fail in sorted(xs, key=len)?").error is None
     sent = ernie.chat_requests[-1].json["messages"][-1]["content"]
     assert sent == "why does sk-*** fail in sorted(xs, key=len)?"
+
+
+def test_an_answer_read_by_areply_is_never_seen_unmasked_while_it_streams(openai_server: FakeOpenAIServer,
+                                                                         use_fake: UseFake) -> None:
+    """A task polling ``text`` while ``areply()`` runs sees nothing, then the masked answer."""
+    import asyncio
+
+    from nbllm.session import default_session
+
+    use_fake("ernie", openai_server)
+    openai_server.enqueue(Answer(SPLIT, reasoning=SPLIT, chunk_delay=0.05))
+
+    async def poll() -> list[str]:
+        response = default_session().arespond([{"role": "user", "content": "x"}], "ernie")
+        reading = asyncio.create_task(response.areply())
+        seen = []
+        while not reading.done():
+            seen.append(response.text + response.reasoning + str(response) + repr(response))
+            await asyncio.sleep(0.01)
+        await reading
+        return [*seen, response.text]
+
+    seen = asyncio.run(poll())
+    assert len(seen) > 3 and not [s for s in seen if "ec" + "ho0123456" in s]
+    assert seen[-1] == SHOWN
